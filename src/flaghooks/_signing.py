@@ -13,7 +13,7 @@ from .exceptions import SignatureError
 
 __all__ = ["sign_flagsmith", "verify_flagsmith"]
 
-_HEX = frozenset("0123456789abcdefABCDEF")
+_HEX = frozenset("0123456789abcdef")
 
 
 def _flagsmith_key(secret: str) -> bytes:
@@ -50,9 +50,9 @@ def sign_flagsmith(body: bytes, secret: str) -> str:
 def verify_flagsmith(body: bytes, signature: str, secret: str) -> None:
     """Check an ``X-Flagsmith-Signature`` against the raw body, in constant time.
 
-    Raises :class:`SignatureError` when the signature is malformed (not 64 hex digits) or does not match, and
-    never another exception for any signature. An empty secret raises ``ValueError`` before the signature is
-    looked at: that is a programming error, not a bad request.
+    Raises :class:`SignatureError` when the signature is malformed (not 64 lowercase hex digits) or does not
+    match, and never another exception for any signature. An empty secret raises ``ValueError`` before the
+    signature is looked at: that is a programming error, not a bad request.
     """
     key = _flagsmith_key(secret)
     data = _body_bytes(body)
@@ -60,9 +60,9 @@ def verify_flagsmith(body: bytes, signature: str, secret: str) -> None:
         raise SignatureError(
             f"malformed signature: expected a str of 64 hex digits, got {type(signature).__name__}"
         )
-    candidate = signature.strip()
-    if len(candidate) != 64 or not _HEX.issuperset(candidate):
-        raise SignatureError("malformed signature: expected 64 hex digits")
+    # Exactly 64 lowercase hex digits, as Flagsmith sends: any other spelling is not this scheme's signature.
+    if len(signature) != 64 or not _HEX.issuperset(signature):
+        raise SignatureError("malformed signature: expected 64 lowercase hex digits")
     expected = hmac.digest(key, data, "sha256").hex()
-    if not hmac.compare_digest(expected, candidate.lower()):
+    if not hmac.compare_digest(expected, signature):
         raise SignatureError("signature does not match the body")

@@ -272,11 +272,6 @@ def encode(event: WebhookEvent, format: PayloadFormat = PayloadFormat.CLASSIC) -
     return _JSON(unstructure(event)).encode()
 
 
-def to_dict(event: WebhookEvent, format: PayloadFormat = PayloadFormat.CLASSIC) -> dict[str, Any]:
-    """The JSON document of ``event`` in ``format`` as Python objects (what :func:`encode` serialises)."""
-    return _ENCODE_EVENT[PayloadFormat(format)](event)  # type: ignore[no-any-return]
-
-
 # --- decoding -------------------------------------------------------------------------------------------
 
 _JSON_TYPES = {
@@ -531,8 +526,6 @@ def _build_decoder() -> cattrs.Converter:
         obj = _object(value)
         new = _get(obj, "new_state", _optional(read_state))
         previous = _get(obj, "previous_state", _optional(read_state), None)
-        if new is None and previous is None:
-            raise PayloadError("new_state and previous_state are both missing or null", "new_state")
         return _build(
             FlagChange,
             changed_by=_get(obj, "changed_by", _optional(_str)) or "",
@@ -631,21 +624,23 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
     if kind is EventType.AUDIT_LOG_CREATED:
         data = _get(top, "data", _READ_AUDIT)
     else:
+        _check_agreement(kind, _get(top, "data", _object))
         data = _get(top, "data", _READ_FLAG_CHANGE)
-        _check_agreement(kind, data)
     return WebhookEvent(event_id, kind, data)
 
 
-def _check_agreement(kind: EventType, change: FlagChange) -> None:
-    if kind is EventType.FLAG_UPDATED and change.new_state is None:
+def _check_agreement(kind: EventType, data: dict[str, Any]) -> None:
+    """The event type and the states must agree; checked on the raw values, before anything is built."""
+    new = data.get("new_state", _MISSING)
+    previous = data.get("previous_state")
+    if kind is EventType.FLAG_UPDATED and new is None:
         raise PayloadError(
-            "FLAG_UPDATED needs a new state (a removed state is sent as FLAG_DELETED)",
-            "data.new_state",
+            "FLAG_UPDATED needs a new state (a removed state is sent as FLAG_DELETED)", "data.new_state"
         )
     if kind is EventType.FLAG_DELETED:
-        if change.new_state is not None:
+        if new is not None and new is not _MISSING:
             raise PayloadError("FLAG_DELETED must have a null new_state", "data.new_state")
-        if change.previous_state is None:
+        if previous is None:
             raise PayloadError(
                 "FLAG_DELETED needs the previous_state that was deleted", "data.previous_state"
             )

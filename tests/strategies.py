@@ -1,0 +1,124 @@
+"""Hypothesis strategies for flaghooks' models and events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+from hypothesis import strategies as st
+
+from flaghooks import (
+    AuditLogEntry,
+    Author,
+    Environment,
+    Feature,
+    FeatureSegment,
+    FeatureState,
+    Identity,
+    MultivariateOption,
+    MultivariateValue,
+    Project,
+    Segment,
+    WebhookEvent,
+    audit_log_created,
+    flag_changed,
+)
+
+ids = st.integers(min_value=1, max_value=2**53)
+texts = st.text(max_size=20)
+names = st.text(min_size=1, max_size=20)
+optional_texts = st.none() | texts
+flag_values = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63) | texts
+offsets = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])
+datetimes = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 12, 31), timezones=offsets)
+
+projects = st.builds(Project, ids, optional_texts, st.none() | ids)
+environments = st.builds(Environment, ids, optional_texts)
+features = st.builds(
+    Feature,
+    id=ids,
+    name=names,
+    project=projects,
+    created_date=datetimes,
+    type=st.sampled_from(["FLAG", "CONFIG", "STANDARD", "MULTIVARIATE"]),
+    initial_value=flag_values,
+    default_enabled=st.booleans(),
+    description=optional_texts,
+)
+segments = st.builds(Segment, ids, texts, optional_texts)
+# Both ids, so that either format can carry the override.
+feature_segments = st.builds(FeatureSegment, ids, segments, st.none() | st.integers(0, 1000))
+identities = st.builds(Identity, ids | names, names)
+allocations = st.integers(0, 100) | st.floats(0, 100, allow_nan=False)
+multivariate_values = st.lists(
+    st.builds(MultivariateValue, ids, st.builds(MultivariateOption, ids, flag_values), allocations),
+    max_size=3,
+).map(tuple)
+
+
+@st.composite
+def targets(draw: st.DrawFn) -> dict[str, Any]:
+    """What fixes a state's target: feature, environment and override."""
+    kind = draw(st.sampled_from(["environment", "segment", "identity"]))
+    target: dict[str, Any] = {"feature": draw(features), "environment": draw(environments)}
+    if kind == "segment":
+        target["feature_segment"] = draw(feature_segments)
+    elif kind == "identity":
+        target["identity"] = draw(identities)
+    return target
+
+
+def states_of(target: dict[str, Any]) -> st.SearchStrategy[FeatureState]:
+    return st.builds(
+        FeatureState,
+        enabled=st.booleans(),
+        value=flag_values,
+        id=st.none() | ids,
+        multivariate_values=multivariate_values,
+        **{key: st.just(value) for key, value in target.items()},
+    )
+
+
+states = targets().flatmap(states_of)
+
+
+@st.composite
+def flag_events(draw: st.DrawFn) -> WebhookEvent:
+    target = draw(targets())
+    shape = draw(st.sampled_from(["created", "updated", "deleted"]))
+    previous = None if shape == "created" else draw(states_of(target))
+    new = None if shape == "deleted" else draw(states_of(target))
+    if previous is not None and new is not None and draw(st.booleans()):
+        # The feature's own fields may change too (initial value, description, ...), never its id.
+        feature = attrs.evolve(
+            new.feature,
+            name=draw(names),
+            initial_value=draw(flag_values),
+            description=draw(optional_texts),
+        )
+        new = attrs.evolve(new, feature=feature)
+    return flag_changed(
+        previous,
+        new,
+        changed_by=draw(texts),
+        timestamp=draw(datetimes),
+        event_id=draw(st.from_regex(r"[A-Za-z0-9_]{1,40}", fullmatch=True)),
+    )
+
+
+audit_entries = st.builds(
+    AuditLogEntry,
+    created_date=datetimes,
+    log=texts,
+    related_object_type=st.sampled_from(["FEATURE", "FEATURE_STATE", "SEGMENT", "ENVIRONMENT"]),
+    author=st.none() | st.builds(Author, ids, texts, texts, texts),
+    project=st.none() | projects,
+    environment=st.none() | environments,
+    related_object_id=st.none() | ids,
+    id=st.none() | ids,
+    related_object_uuid=st.none() | st.uuids().map(str),
+    is_system_event=st.booleans(),
+)
+audit_events = st.builds(lambda entry: audit_log_created(entry, event_id="evt_audit"), audit_entries)
+events = flag_events() | audit_events

@@ -1,0 +1,166 @@
+"""Properties of the wire format: round trips, and a decoder that only ever raises PayloadError."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import datetime
+from typing import Any
+
+import attrs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cases import VARIANTS, vector_bytes
+from flaghooks import (
+    AuditLogEntry,
+    FeatureSegment,
+    FeatureState,
+    FlagChange,
+    PayloadError,
+    PayloadFormat,
+    WebhookEvent,
+    decode,
+    encode,
+)
+from strategies import events
+
+SEEDS = [vector_bytes("flag_updated.classic.json"), vector_bytes("audit_log_created.classic.json")] + [
+    encode(build(), fmt) for build in VARIANTS.values() for fmt in PayloadFormat
+]
+
+
+def _truncate_to_ms(value: datetime) -> datetime:
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _carried_state(state: FeatureState | None, fmt: PayloadFormat) -> FeatureState | None:
+    """What a format carries of a state."""
+    if state is None:
+        return None
+    feature = state.feature
+    fs = state.feature_segment
+    if fmt is PayloadFormat.CLASSIC:
+        project = attrs.evolve(feature.project, name=None, organisation=None)
+        return attrs.evolve(
+            state,
+            feature=attrs.evolve(feature, project=project),
+            environment=attrs.evolve(state.environment, name=None),
+            feature_segment=None if fs is None else FeatureSegment(id=fs.id),
+            multivariate_values=(),
+        )
+    return attrs.evolve(
+        state,
+        id=None,
+        feature=attrs.evolve(feature, project=attrs.evolve(feature.project, organisation=None)),
+        feature_segment=None if fs is None else attrs.evolve(fs, id=None),
+    )
+
+
+def carried(event: WebhookEvent, fmt: PayloadFormat, event_id: str) -> WebhookEvent:
+    """``event`` reduced to what ``fmt`` carries (the expected result of a round trip)."""
+    data = event.data
+    if isinstance(data, AuditLogEntry):
+        if fmt is PayloadFormat.CLASSIC:
+            data = attrs.evolve(data, id=None, related_object_uuid=None, is_system_event=False)
+        return attrs.evolve(event, id=event_id, data=data)
+    assert isinstance(data, FlagChange)
+    timestamp = _truncate_to_ms(data.timestamp) if fmt is PayloadFormat.CLASSIC else data.timestamp
+    return attrs.evolve(
+        event,
+        id=event_id,
+        data=FlagChange(
+            data.changed_by,
+            _carried_state(data.new_state, fmt),
+            _carried_state(data.previous_state, fmt),
+            timestamp,
+        ),
+    )
+
+
+@settings(max_examples=300)
+@given(events, st.sampled_from(list(PayloadFormat)))
+def test_round_trip(event: WebhookEvent, fmt: PayloadFormat) -> None:
+    """decode(encode(e, f)) equals e up to what format f carries, and re-encodes to the same bytes."""
+    body = encode(event, fmt)
+    decoded = decode(body, event_id=event.id)
+    assert decoded == carried(event, fmt, event.id)
+    assert encode(decoded, fmt) == body
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes(body: bytes) -> None:
+    """Arbitrary bytes decode or raise PayloadError, nothing else."""
+    with contextlib.suppress(PayloadError):
+        decode(body)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500)
+@given(json_values)
+def test_arbitrary_json(document: Any) -> None:
+    """Arbitrary JSON decodes or raises PayloadError, nothing else."""
+    with contextlib.suppress(PayloadError):
+        decode(json.dumps(document).encode())
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(["data", "event_type", "x"]), json_values, max_size=3))
+def test_arbitrary_envelopes(document: Any) -> None:
+    """Envelopes with arbitrary data decode or raise PayloadError, nothing else."""
+    for event_type in ("FLAG_UPDATED", "FLAG_DELETED", "AUDIT_LOG_CREATED"):
+        document["event_type"] = event_type
+        with contextlib.suppress(PayloadError):
+            decode(json.dumps(document).encode())
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def _replace(node: Any, path: tuple[Any, ...], value: Any) -> None:
+    for key in path[:-1]:
+        node = node[key]
+    if value is _REMOVE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+
+
+_REMOVE = object()
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_valid_payloads_mutated(data: st.DataObject) -> None:
+    """A valid payload with a key removed or a value swapped for another JSON type decodes or raises
+    PayloadError (with a path), nothing else."""
+    document = json.loads(data.draw(st.sampled_from(SEEDS)))
+    path = data.draw(st.sampled_from(_paths(document)))
+    replacement = data.draw(st.just(_REMOVE) | json_values)
+    if replacement is _REMOVE and isinstance(path[-1], int):
+        replacement = None
+    _replace(document, path, replacement)
+    try:
+        decode(json.dumps(document).encode())
+    except PayloadError as error:
+        path = error.path
+    else:
+        path = ""
+    assert isinstance(path, str)
