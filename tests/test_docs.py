@@ -1,0 +1,82 @@
+"""The docs and examples run: every Python snippet in docs/ and the README, every file in examples/."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import flaghooks
+from cases import ROOT, golden_path
+
+DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+GOLDEN_BLOCK = re.compile(
+    r"<!-- golden: (\w+)\.(classic|modern) -->\n```json\n(.*?)^```", re.DOTALL | re.MULTILINE
+)
+
+
+def python_blocks(path: Path) -> list[str]:
+    return [body for lang, body in FENCE.findall(path.read_text(encoding="utf-8")) if lang == "python"]
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_snippets_run(path: Path) -> None:
+    """A page's Python snippets run in order in one namespace, as a reader would paste them."""
+    namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
+    for index, block in enumerate(python_blocks(path)):
+        code = compile(block, f"{path.name}[block {index}]", "exec")
+        exec(code, namespace)  # noqa: S102 - the docs are this repository's own
+
+
+def test_payload_page_shows_the_goldens() -> None:
+    """docs/payloads.md shows every variant in both formats, exactly as the golden files have them."""
+    page = (ROOT / "docs" / "payloads.md").read_text(encoding="utf-8")
+    shown = {(variant, fmt): json.loads(body) for variant, fmt, body in GOLDEN_BLOCK.findall(page)}
+    goldens = sorted(golden_path("x", "y").parent.glob("*.json"))
+    assert len(shown) == len(goldens) == 16
+    for path in goldens:
+        variant, fmt = path.name.removesuffix(".json").rsplit(".", 1)
+        assert shown[(variant, fmt)] == json.loads(path.read_text(encoding="utf-8")), path.name
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_run(path: Path) -> None:
+    """Every example runs to completion and prints something."""
+    result = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+def test_quickstart_prints_the_documented_body() -> None:
+    """The quickstart prints the documented bytes and their signature."""
+    from cases import vector_bytes
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "some-secret"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    body = vector_bytes("flag_updated.classic.json")
+    assert f"body: {body.decode()}\n" in result.stdout
+    assert f"X-Flagsmith-Signature: {flaghooks.sign_flagsmith(body, 'some-secret')}\n" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "module", ["flaghooks._changes", "flaghooks._signing", "flaghooks._wire", "flaghooks._events"]
+)
+def test_doctests(module: str) -> None:
+    """Examples in docstrings hold."""
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0
