@@ -30,9 +30,7 @@ def main(secret: str = "some-secret") -> None:
     created = datetime(2020, 2, 25, 22, 11, 16, 355547, tzinfo=UTC)
 
     def feature(initial_value: str) -> Feature:
-        return Feature(
-            id=2411, name="feature_name", project=project, created_date=created, initial_value=initial_value
-        )
+        return Feature(id=2411, name="feature_name", project=project, created_date=created, initial_value=initial_value)
 
     # The documented change: the flag was switched on, and its initial value went from red to blue.
     before = FeatureState(id=10430, feature=feature("red"), environment=production, enabled=False)

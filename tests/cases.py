@@ -66,12 +66,8 @@ def documented_feature(initial_value: str) -> Feature:
 
 
 def documented_states() -> tuple[FeatureState, FeatureState]:
-    previous = FeatureState(
-        id=10430, feature=documented_feature("red"), environment=Environment(23), enabled=False
-    )
-    new = FeatureState(
-        id=10430, feature=documented_feature("blue"), environment=Environment(23), enabled=True
-    )
+    previous = FeatureState(id=10430, feature=documented_feature("red"), environment=Environment(23), enabled=False)
+    new = FeatureState(id=10430, feature=documented_feature("blue"), environment=Environment(23), enabled=True)
     return previous, new
 
 
@@ -80,9 +76,7 @@ DOCUMENTED_TIMESTAMP = datetime(2020, 3, 7, 13, 59, 7, 40000, tzinfo=UTC)
 
 def documented_flag_event() -> WebhookEvent:
     previous, new = documented_states()
-    return flag_changed(
-        previous, new, changed_by="Some User", timestamp=DOCUMENTED_TIMESTAMP, event_id="evt_doc"
-    )
+    return flag_changed(previous, new, changed_by="Some User", timestamp=DOCUMENTED_TIMESTAMP, event_id="evt_doc")
 
 
 def documented_audit_entry() -> AuditLogEntry:

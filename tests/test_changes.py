@@ -96,9 +96,7 @@ class TestUpdated:
         """An option value of 1 instead of True is a change."""
         one = MultivariateValue(1, MultivariateOption(1, 1), 10)
         true = MultivariateValue(1, MultivariateOption(1, True), 10)
-        change = diff_states(
-            banner_state(multivariate_values=(one,)), banner_state(multivariate_values=(true,))
-        )
+        change = diff_states(banner_state(multivariate_values=(one,)), banner_state(multivariate_values=(true,)))
         assert change.changed == {"multivariate_values"}
 
     def test_feature_change(self) -> None:

@@ -18,9 +18,7 @@ from cases import ROOT, golden_path
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
-GOLDEN_BLOCK = re.compile(
-    r"<!-- golden: (\w+)\.(classic|modern) -->\n```json\n(.*?)^```", re.DOTALL | re.MULTILINE
-)
+GOLDEN_BLOCK = re.compile(r"<!-- golden: (\w+)\.(classic|modern) -->\n```json\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 def python_blocks(path: Path) -> list[str]:
@@ -73,9 +71,7 @@ def test_quickstart_prints_the_documented_body() -> None:
     assert f"X-Flagsmith-Signature: {flaghooks.sign_flagsmith(body, 'some-secret')}\n" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "module", ["flaghooks._changes", "flaghooks._signing", "flaghooks._wire", "flaghooks._events"]
-)
+@pytest.mark.parametrize("module", ["flaghooks._changes", "flaghooks._signing", "flaghooks._wire", "flaghooks._events"])
 def test_doctests(module: str) -> None:
     """Examples in docstrings hold."""
     result = doctest.testmod(importlib.import_module(module))

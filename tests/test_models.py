@@ -165,9 +165,7 @@ class TestBadModels:
             (lambda: banner_state(id=True), "FeatureState.id"),
             (lambda: Project(1, organisation=True), "Project.organisation"),
             (
-                lambda: AuditLogEntry(
-                    created_date=NOW, log="x", related_object_type="FEATURE", related_object_id=True
-                ),
+                lambda: AuditLogEntry(created_date=NOW, log="x", related_object_type="FEATURE", related_object_id=True),
                 "AuditLogEntry.related_object_id",
             ),
         ],

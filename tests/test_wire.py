@@ -43,9 +43,7 @@ def golden_bytes(variant: str, fmt: PayloadFormat) -> bytes:
 class TestDocumentedExamples:
     def test_flag_updated_is_byte_exact(self) -> None:
         """The documented FLAG_UPDATED example, built from models, encodes to the documented bytes."""
-        assert encode(documented_flag_event(), PayloadFormat.CLASSIC) == vector_bytes(
-            "flag_updated.classic.json"
-        )
+        assert encode(documented_flag_event(), PayloadFormat.CLASSIC) == vector_bytes("flag_updated.classic.json")
 
     def test_classic_is_the_default(self) -> None:
         """encode() without a format is CLASSIC."""
@@ -109,10 +107,7 @@ class TestShapes:
         when = datetime(2024, 1, 1, 23, 59, 59, 999999, tzinfo=UTC)
         event = flag_changed(None, banner_state(), timestamp=when)
         assert json.loads(encode(event))["data"]["timestamp"] == "2024-01-01T23:59:59.999Z"
-        assert (
-            json.loads(encode(event, PayloadFormat.MODERN))["data"]["timestamp"]
-            == "2024-01-01T23:59:59.999999Z"
-        )
+        assert json.loads(encode(event, PayloadFormat.MODERN))["data"]["timestamp"] == "2024-01-01T23:59:59.999999Z"
 
     def test_datetimes_render_in_utc(self) -> None:
         """A datetime in another zone is rendered in UTC with a Z, with six fraction digits even when zero."""
@@ -129,9 +124,7 @@ class TestShapes:
         with pytest.raises(PayloadError, match=r"FeatureSegment\.id is None") as info:
             encode(event, PayloadFormat.CLASSIC)
         assert info.value.path == "data.new_state.feature_segment"
-        assert json.loads(encode(event, PayloadFormat.MODERN))["data"]["new_state"]["feature_segment"][
-            "segment"
-        ]
+        assert json.loads(encode(event, PayloadFormat.MODERN))["data"]["new_state"]["feature_segment"]["segment"]
 
     def test_unexpressible_segment_override_modern(self) -> None:
         """MODERN carries a segment override by its segment; without one, encode says so."""
@@ -225,9 +218,7 @@ class TestDecodeAccepts:
         assert first.id == second.id and first.id.startswith("evt_")
         assert decode(body.replace(b"Some User", b"Other User")).id != first.id
 
-    @pytest.mark.parametrize(
-        "event_id", ["msg_2ZV", "3f2b8c1e-9d4a-4c1e-8f7a-1b2c3d4e5f60", "a.b:c/d", "x" * 256]
-    )
+    @pytest.mark.parametrize("event_id", ["msg_2ZV", "3f2b8c1e-9d4a-4c1e-8f7a-1b2c3d4e5f60", "a.b:c/d", "x" * 256])
     def test_sender_ids(self, event_id: str) -> None:
         """A sender's id (webhook-id) may be any 1 to 256 printable ASCII characters without spaces."""
         assert decode(vector_bytes("flag_updated.classic.json"), event_id=event_id).id == event_id
@@ -327,8 +318,7 @@ class TestDecodeRejects:
         with pytest.raises(PayloadError) as info:
             decode(body_of(document))
         assert (
-            info.value.path
-            == "data.new_state.multivariate_feature_state_values[0].multivariate_feature_option.value"
+            info.value.path == "data.new_state.multivariate_feature_state_values[0].multivariate_feature_option.value"
         )
 
     def test_updated_without_new_state(self) -> None:

@@ -1,7 +1,7 @@
 """flaghooks: feature-flag web hooks, both ends of the pipe.
 
 Typed models of features, feature states and audit-log entries; the change between two states; byte-exact
-Flagsmith-compatible payloads; Flagsmith signatures.
+Flagsmith-compatible payloads; Flagsmith and Standard Webhooks signatures; delivery to endpoints with retries.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import logging
 from importlib.metadata import version as _version
 
 from ._changes import Action, Scope, StateChange, diff_states
+from ._dispatch import DeliveryResult, Webhooks
+from ._endpoints import Endpoint, Signing
 from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed
 from ._models import (
     AuditLogEntry,
@@ -25,9 +27,10 @@ from ._models import (
     Project,
     Segment,
 )
-from ._signing import sign_flagsmith, verify_flagsmith
+from ._retry import RetryPolicy
+from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
 from ._wire import PayloadFormat, decode, encode
-from .exceptions import FlaghooksError, PayloadError, SignatureError
+from .exceptions import ConfigError, FlaghooksError, PayloadError, SignatureError
 
 __version__ = _version("flaghooks")
 
@@ -35,6 +38,9 @@ __all__ = [
     "Action",
     "AuditLogEntry",
     "Author",
+    "ConfigError",
+    "DeliveryResult",
+    "Endpoint",
     "Environment",
     "EventType",
     "Feature",
@@ -49,19 +55,25 @@ __all__ = [
     "PayloadError",
     "PayloadFormat",
     "Project",
+    "RetryPolicy",
     "Scope",
     "Segment",
     "SignatureError",
+    "Signing",
     "StateChange",
     "WebhookEvent",
+    "Webhooks",
     "__version__",
     "audit_log_created",
     "decode",
     "diff_states",
     "encode",
     "flag_changed",
+    "generate_secret",
     "sign_flagsmith",
+    "sign_standard",
     "verify_flagsmith",
+    "verify_standard",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -129,9 +129,7 @@ def _feature_key(feature: Feature) -> tuple[Any, ...]:
 
 def _multivariate_key(values: tuple[MultivariateValue, ...]) -> tuple[Any, ...]:
     # Allocations compare as numbers: 50 and 50.0 are the same share.
-    return tuple(
-        (v.id, v.option.id, json_key(v.option.value), float(v.percentage_allocation)) for v in values
-    )
+    return tuple((v.id, v.option.id, json_key(v.option.value), float(v.percentage_allocation)) for v in values)
 
 
 def diff_states(previous: FeatureState | None, new: FeatureState | None) -> StateChange:

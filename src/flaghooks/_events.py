@@ -111,9 +111,7 @@ class WebhookEvent:
         data, kind = self.data, self.event_type
         if kind is EventType.AUDIT_LOG_CREATED:
             if not isinstance(data, AuditLogEntry):
-                raise TypeError(
-                    f"WebhookEvent.data must be an AuditLogEntry for {kind}, got {type(data).__name__}"
-                )
+                raise TypeError(f"WebhookEvent.data must be an AuditLogEntry for {kind}, got {type(data).__name__}")
             return
         if not isinstance(data, FlagChange):
             raise TypeError(f"WebhookEvent.data must be a FlagChange for {kind}, got {type(data).__name__}")
@@ -152,9 +150,7 @@ def _check_given_id(event_id: str | None) -> str:
     if event_id is None:
         return new_event_id()
     if not isinstance(event_id, str) or not _GIVEN_ID.fullmatch(event_id):
-        raise ValueError(
-            f"event_id must match ^[A-Za-z0-9_]{{1,128}}$ (it travels as webhook-id), got {event_id!r}"
-        )
+        raise ValueError(f"event_id must match ^[A-Za-z0-9_]{{1,128}}$ (it travels as webhook-id), got {event_id!r}")
     return event_id
 
 

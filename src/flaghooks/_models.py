@@ -118,9 +118,7 @@ def _aware_datetime(inst: Any, attribute: attrs.Attribute[Any], value: object) -
         try:
             value.astimezone(_UTC)
         except OverflowError:
-            raise _fail(
-                ValueError, inst, attribute.name, f"{value.isoformat()} is out of range in UTC"
-            ) from None
+            raise _fail(ValueError, inst, attribute.name, f"{value.isoformat()} is out of range in UTC") from None
 
 
 def _instance_of(cls: type, *, optional: bool = False) -> Any:
@@ -326,9 +324,7 @@ class AuditLogEntry:
     related_object_type: str = attrs.field(validator=_str)
     author: Author | None = attrs.field(default=None, validator=_instance_of(Author, optional=True))
     project: Project | None = attrs.field(default=None, validator=_instance_of(Project, optional=True))
-    environment: Environment | None = attrs.field(
-        default=None, validator=_instance_of(Environment, optional=True)
-    )
+    environment: Environment | None = attrs.field(default=None, validator=_instance_of(Environment, optional=True))
     related_object_id: int | None = attrs.field(default=None, validator=_optional_id)
     id: int | None = attrs.field(default=None, validator=_optional_id)
     related_object_uuid: str | None = attrs.field(default=None, validator=_optional_str)

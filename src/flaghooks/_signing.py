@@ -1,19 +1,30 @@
-"""Signatures over the raw body bytes.
+"""Signatures over the raw body bytes: Flagsmith's and Standard Webhooks'.
 
 Flagsmith signs a web hook with ``X-Flagsmith-Signature``: the lowercase hex HMAC-SHA256 of the body, keyed
-with the secret's UTF-8 bytes. Verification is constant-time and only ever raises :class:`SignatureError`
-for a bad signature, whatever the input.
+with the secret's UTF-8 bytes. Standard Webhooks signs ``{webhook-id}.{webhook-timestamp}.{body}`` with the
+base64-decoded ``whsec_`` secret and sends ``v1,<base64>`` signatures in ``webhook-signature``.
+
+Verification is constant-time and raises only :class:`SignatureError` for a bad request, whatever the input.
+Messages never contain a secret or an expected signature.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import math
+import secrets as _secrets
+import time
+from collections.abc import Mapping, Sequence
 
-from .exceptions import SignatureError
+from .exceptions import ConfigError, SignatureError
 
-__all__ = ["sign_flagsmith", "verify_flagsmith"]
+__all__ = ["generate_secret", "sign_flagsmith", "sign_standard", "verify_flagsmith", "verify_standard"]
 
 _HEX = frozenset("0123456789abcdef")
+_WHSEC = "whsec_"
+_MIN_KEY, _MAX_KEY = 24, 64
 
 
 def _flagsmith_key(secret: str) -> bytes:
@@ -57,12 +68,156 @@ def verify_flagsmith(body: bytes, signature: str, secret: str) -> None:
     key = _flagsmith_key(secret)
     data = _body_bytes(body)
     if not isinstance(signature, str):
-        raise SignatureError(
-            f"malformed signature: expected a str of 64 hex digits, got {type(signature).__name__}"
-        )
+        raise SignatureError(f"malformed signature: expected a str of 64 hex digits, got {type(signature).__name__}")
     # Exactly 64 lowercase hex digits, as Flagsmith sends: any other spelling is not this scheme's signature.
     if len(signature) != 64 or not _HEX.issuperset(signature):
         raise SignatureError("malformed signature: expected 64 lowercase hex digits")
     expected = hmac.digest(key, data, "sha256").hex()
     if not hmac.compare_digest(expected, signature):
         raise SignatureError("signature does not match the body")
+
+
+# --- Standard Webhooks ------------------------------------------------------------------------------------
+
+
+def standard_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret; ``ValueError`` (never showing the secret) when it is malformed."""
+    if not isinstance(secret, str):
+        raise ValueError(f"a Standard Webhooks secret must be a str, got {type(secret).__name__}")
+    if not secret.startswith(_WHSEC):
+        raise ValueError("a Standard Webhooks secret must start with 'whsec_'")
+    encoded = secret[len(_WHSEC) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a Standard Webhooks secret must be 'whsec_' followed by base64") from None
+    if not _MIN_KEY <= len(key) <= _MAX_KEY:
+        raise ValueError(f"a Standard Webhooks secret must decode to {_MIN_KEY} to {_MAX_KEY} bytes, got {len(key)}")
+    return key
+
+
+def generate_secret() -> str:
+    """A new Standard Webhooks secret: ``whsec_`` and the base64 of 32 random bytes from :mod:`secrets`.
+
+    It is also a valid Flagsmith secret (Flagsmith keys its HMAC with the whole string).
+    """
+    return _WHSEC + base64.b64encode(_secrets.token_bytes(32)).decode("ascii")
+
+
+def _standard_digest(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return base64.b64encode(hmac.digest(key, signed, "sha256")).decode("ascii")
+
+
+def sign_standard(body: bytes, *, secret: str, msg_id: str, timestamp: int) -> str:
+    """A Standard Webhooks signature, ``v1,<base64>``: HMAC-SHA256 of ``f"{msg_id}.{timestamp}."`` + body,
+    keyed with the base64-decoded ``whsec_`` secret.
+
+    Raises :class:`ConfigError` for a malformed secret and ``TypeError`` for arguments of the wrong type.
+    """
+    try:
+        key = standard_key(secret)
+    except ValueError as exc:
+        raise ConfigError(f"secret: {exc}") from None
+    if not isinstance(msg_id, str):
+        raise TypeError(f"msg_id must be a str, got {type(msg_id).__name__}")
+    if type(timestamp) is not int:
+        raise TypeError(f"timestamp must be an int (Unix seconds), got {type(timestamp).__name__}")
+    return "v1," + _standard_digest(key, msg_id, timestamp, _body_bytes(body))
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    found = None
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name:
+            found = value
+            break
+    if found is None:
+        raise SignatureError(f"missing {name} header")
+    if isinstance(found, bytes):
+        try:
+            found = found.decode("ascii")
+        except UnicodeDecodeError:
+            raise SignatureError(f"malformed {name} header: not ASCII") from None
+    if not isinstance(found, str):
+        raise SignatureError(f"malformed {name} header")
+    return found
+
+
+def verify_standard(
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: str | Sequence[str],
+    *,
+    tolerance: float = 300,
+    now: float | None = None,
+) -> None:
+    """Check Standard Webhooks headers against the raw body.
+
+    Reads ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` (names are case-insensitive).
+    Accepts when any ``v1`` signature in the space-separated list matches any of ``secrets`` (one
+    ``whsec_`` secret or several, for rotation), and the timestamp is within ``tolerance`` seconds of
+    ``now`` (default: the current time) in either direction, which bounds replays.
+
+    Raises :class:`SignatureError` for missing headers, a malformed header or secret, no match or a timestamp
+    outside the tolerance, and never another exception, for any input.
+    """
+    try:
+        _verify_standard(body, headers, secrets, tolerance, now)
+    except SignatureError:
+        raise
+    except Exception as exc:  # the contract: nothing but SignatureError, whatever the input
+        raise SignatureError(f"cannot verify: {type(exc).__name__}") from None
+
+
+def _verify_standard(
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: str | Sequence[str],
+    tolerance: float,
+    now: float | None,
+) -> None:
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise SignatureError(f"body must be the raw bytes received, got {type(body).__name__}")
+    if not isinstance(headers, Mapping):
+        raise SignatureError(f"headers must be a mapping, got {type(headers).__name__}")
+    candidates = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not candidates:
+        raise SignatureError("no secret to verify with")
+    keys = []
+    for index, secret in enumerate(candidates):
+        try:
+            keys.append(standard_key(secret))
+        except ValueError as exc:
+            raise SignatureError(f"malformed secret #{index}: {exc}") from None
+    msg_id = _header(headers, "webhook-id")
+    stamp = _header(headers, "webhook-timestamp")
+    signature = _header(headers, "webhook-signature")
+    if not msg_id:
+        raise SignatureError("malformed webhook-id header: empty")
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 15:
+        raise SignatureError("malformed webhook-timestamp header: expected Unix seconds")
+    timestamp = int(stamp)
+    current = time.time() if now is None else float(now)
+    if not math.isfinite(current) or not math.isfinite(float(tolerance)):
+        raise SignatureError("cannot check the timestamp: now and tolerance must be finite")
+    if timestamp < current - tolerance:
+        raise SignatureError("webhook-timestamp is too old (outside the tolerance)")
+    if timestamp > current + tolerance:
+        raise SignatureError("webhook-timestamp is in the future (outside the tolerance)")
+    offered = []
+    for item in signature.split(" "):
+        version, _, value = item.partition(",")
+        if version == "v1" and value:
+            offered.append(value)
+    if not offered:
+        raise SignatureError("malformed webhook-signature header: no v1 signature")
+    data = bytes(body)
+    matched = False
+    for key in keys:
+        expected = _standard_digest(key, msg_id, timestamp, data).encode()
+        for value in offered:
+            # Compare every pair, so the time taken does not depend on which (if any) matched.
+            matched |= hmac.compare_digest(expected, value.encode("utf-8", "surrogateescape"))
+    if not matched:
+        raise SignatureError("no webhook-signature matches the body")

@@ -81,9 +81,7 @@ def parse_datetime(text: str) -> datetime:
     """Parse ISO-8601 with ``Z`` or an offset and 0 to 6 fraction digits into an aware UTC datetime."""
     match = _DATETIME.fullmatch(text)
     if match is None:
-        raise PayloadError(
-            f"expected an ISO-8601 datetime such as '2020-03-07T13:59:07.040Z', got {_clip(text)}"
-        )
+        raise PayloadError(f"expected an ISO-8601 datetime such as '2020-03-07T13:59:07.040Z', got {_clip(text)}")
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     try:
         if zulu:
@@ -120,9 +118,7 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
     plain = override(unstruct_hook=_identity)
     for cls in (Author, Segment, Environment, Project):
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv))
-    conv.register_unstructure_hook(
-        MultivariateOption, make_dict_unstructure_fn(MultivariateOption, conv, value=plain)
-    )
+    conv.register_unstructure_hook(MultivariateOption, make_dict_unstructure_fn(MultivariateOption, conv, value=plain))
     conv.register_unstructure_hook(
         MultivariateValue,
         make_dict_unstructure_fn(
@@ -205,9 +201,7 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
             "feature_state_value": state.value,
             "identity": None if identity is None else identity.id,
             "identity_identifier": None if identity is None else identity.identifier,
-            "multivariate_feature_state_values": [
-                unstructure_mv(value) for value in state.multivariate_values
-            ],
+            "multivariate_feature_state_values": [unstructure_mv(value) for value in state.multivariate_values],
         }
 
     state_hook = classic_state if classic else modern_state
@@ -570,9 +564,7 @@ def _event_type(value: Any) -> EventType:
     try:
         return EventType(text)
     except ValueError:
-        raise PayloadError(
-            f"unknown event type {_clip(text)}, expected one of {', '.join(EventType)}"
-        ) from None
+        raise PayloadError(f"unknown event type {_clip(text)}, expected one of {', '.join(EventType)}") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -634,16 +626,12 @@ def _check_agreement(kind: EventType, data: dict[str, Any]) -> None:
     new = data.get("new_state", _MISSING)
     previous = data.get("previous_state")
     if kind is EventType.FLAG_UPDATED and new is None:
-        raise PayloadError(
-            "FLAG_UPDATED needs a new state (a removed state is sent as FLAG_DELETED)", "data.new_state"
-        )
+        raise PayloadError("FLAG_UPDATED needs a new state (a removed state is sent as FLAG_DELETED)", "data.new_state")
     if kind is EventType.FLAG_DELETED:
         if new is not None and new is not _MISSING:
             raise PayloadError("FLAG_DELETED must have a null new_state", "data.new_state")
         if previous is None:
-            raise PayloadError(
-                "FLAG_DELETED needs the previous_state that was deleted", "data.previous_state"
-            )
+            raise PayloadError("FLAG_DELETED needs the previous_state that was deleted", "data.previous_state")
 
 
 _READ_AUDIT = _reader(_DECODER, AuditLogEntry)

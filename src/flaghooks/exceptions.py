@@ -7,7 +7,7 @@ them.
 
 from __future__ import annotations
 
-__all__ = ["FlaghooksError", "PayloadError", "SignatureError"]
+__all__ = ["ConfigError", "FlaghooksError", "PayloadError", "SignatureError"]
 
 
 class FlaghooksError(Exception):
@@ -46,4 +46,12 @@ class SignatureError(FlaghooksError):
     """A signature that is missing, malformed or does not match the body.
 
     Messages say which check failed, never the secret or the expected signature.
+    """
+
+
+class ConfigError(FlaghooksError, ValueError):
+    """An invalid configuration: an endpoint, a secret, a retry policy or a subscription that cannot work.
+
+    Raised when the object is built, so that a mistake shows where it is made and not at the first delivery.
+    The message names the field; it never contains a secret.
     """

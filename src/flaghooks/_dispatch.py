@@ -1,0 +1,409 @@
+"""Webhooks: route an event to its endpoints, encode once, sign, retry, and report every result."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib.metadata import version
+from types import TracebackType
+
+import attrs
+
+from ._endpoints import Endpoint, Signing
+from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed
+from ._models import (
+    AuditLogEntry,
+    Author,
+    Environment,
+    Feature,
+    FeatureState,
+    Project,
+)
+from ._retry import Outcome, RetryPolicy, classify
+from ._signing import _standard_digest, sign_flagsmith, standard_key
+from ._wire import PayloadFormat, encode
+from .exceptions import ConfigError, PayloadError
+from .transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
+
+__all__ = ["DeliveryResult", "Webhooks"]
+
+logger = logging.getLogger("flaghooks")
+_USER_AGENT = f"flaghooks/{version('flaghooks')}"
+
+
+@attrs.frozen
+class DeliveryResult:
+    """How the delivery of one event to one endpoint ended.
+
+    ``ok`` is true when an attempt got a 2xx. ``status`` and ``error`` are the last attempt's; ``attempts``
+    counts them (0 when the event could not be encoded for the endpoint). ``elapsed`` is the delivery's
+    duration in seconds, waits between attempts included. ``endpoint_disabled`` is true when a 410 disabled
+    the endpoint in its :class:`Webhooks`. ``history`` has every attempt's :class:`AttemptResult`.
+    """
+
+    endpoint: Endpoint
+    event_id: str
+    event_type: EventType
+    ok: bool
+    status: int | None
+    attempts: int
+    error: str | None
+    elapsed: float
+    endpoint_disabled: bool = False
+    history: tuple[AttemptResult, ...] = ()
+
+
+def _scope_id(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an int id, got {type(value).__name__}")
+    return value
+
+
+class Webhooks:
+    """Delivers events to subscribed endpoints.
+
+    ``transport`` sends each attempt (default: a new :class:`~flaghooks.transports.HttpTransport`, which
+    refuses private addresses). ``retry`` is the :class:`RetryPolicy` (default ``RetryPolicy()``). ``format``
+    is the payload format for endpoints that do not choose one. ``on_result`` is called with every
+    :class:`DeliveryResult` (an exception there is logged, never raised). With ``send_noop``,
+    :meth:`feature_state_changed` also sends updates that changed nothing.
+
+    Delivery is synchronous: endpoints in subscription order, retries in the calling thread. Subscriptions may
+    change from any thread. ``close()`` (or leaving a ``with`` block) closes the transport.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport | None = None,
+        retry: RetryPolicy | None = None,
+        format: PayloadFormat = PayloadFormat.CLASSIC,
+        on_result: Callable[[DeliveryResult], None] | None = None,
+        send_noop: bool = False,
+    ) -> None:
+        if transport is not None and not isinstance(transport, Transport):
+            raise ConfigError(f"Webhooks.transport must be a Transport, got {type(transport).__name__}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigError(f"Webhooks.retry must be a RetryPolicy, got {type(retry).__name__}")
+        try:
+            self._format = PayloadFormat(format)
+        except ValueError:
+            raise ConfigError(f"Webhooks.format must be a PayloadFormat, got {format!r}") from None
+        if on_result is not None and not callable(on_result):
+            raise ConfigError("Webhooks.on_result must be callable or None")
+        if type(send_noop) is not bool:
+            raise ConfigError("Webhooks.send_noop must be a bool")
+        self._transport = transport if transport is not None else HttpTransport()
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._on_result = on_result
+        self._send_noop = send_noop
+        self._lock = threading.Lock()
+        self._scopes: dict[tuple[str, int], list[Endpoint]] = {}
+        self._gone: set[Endpoint] = set()  # disabled by a 410 until subscribed again
+        self._random = random.Random()  # noqa: S311 - jitter, not cryptography
+
+    # --- subscriptions -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _scope(environment: int | None, organisation: int | None) -> tuple[str, int]:
+        if (environment is None) == (organisation is None):
+            raise ConfigError("give exactly one of environment= and organisation=")
+        if environment is not None:
+            return ("environment", _scope_id("environment", environment))
+        return ("organisation", _scope_id("organisation", organisation))
+
+    def subscribe(self, endpoint: Endpoint, *, environment: int | None = None, organisation: int | None = None) -> None:
+        """Send the events of one environment, or of one organisation, to ``endpoint``.
+
+        Exactly one of ``environment`` and ``organisation``. An endpoint may be subscribed to any number of
+        scopes, and a scope may have any number of endpoints. Subscribing an endpoint again re-enables it if a
+        410 disabled it.
+        """
+        if not isinstance(endpoint, Endpoint):
+            raise ConfigError(f"endpoint must be an Endpoint, got {type(endpoint).__name__}")
+        scope = self._scope(environment, organisation)
+        with self._lock:
+            endpoints = self._scopes.setdefault(scope, [])
+            if endpoint not in endpoints:
+                endpoints.append(endpoint)
+            self._gone.discard(endpoint)
+
+    def unsubscribe(self, endpoint: Endpoint) -> None:
+        """Remove ``endpoint`` from every scope (nothing happens if it was not subscribed)."""
+        with self._lock:
+            for scope, endpoints in list(self._scopes.items()):
+                if endpoint in endpoints:
+                    endpoints.remove(endpoint)
+                if not endpoints:
+                    del self._scopes[scope]
+            self._gone.discard(endpoint)
+
+    def endpoints(self, *, environment: int | None = None, organisation: int | None = None) -> list[Endpoint]:
+        """One scope's endpoints, or, when neither is given, every subscribed endpoint once."""
+        with self._lock:
+            if environment is None and organisation is None:
+                seen: dict[Endpoint, None] = {}
+                for endpoints in self._scopes.values():
+                    seen.update(dict.fromkeys(endpoints))
+                return list(seen)
+            return list(self._scopes.get(self._scope(environment, organisation), ()))
+
+    # --- publishing ----------------------------------------------------------------------------------
+
+    def _route(self, event: WebhookEvent, environment: int | None, organisation: int | None) -> list[Endpoint]:
+        data = event.data
+        scopes: list[tuple[str, int]] = []
+        if isinstance(data, FlagChange):
+            state = data.new_state if data.new_state is not None else data.previous_state
+            assert state is not None  # a FlagChange always has one
+            env = environment if environment is not None else state.environment.id
+            org = organisation if organisation is not None else state.feature.project.organisation
+            scopes.append(("environment", env))
+            if org is not None:
+                scopes.append(("organisation", org))
+        else:
+            if environment is not None:
+                raise ConfigError("AUDIT_LOG_CREATED goes to organisation endpoints; environment= does not apply")
+            org = organisation
+            if org is None and data.project is not None:
+                org = data.project.organisation
+            if org is None:
+                raise ConfigError(
+                    "AUDIT_LOG_CREATED goes to an organisation's endpoints and no organisation is known: "
+                    "set the entry's project organisation or pass organisation="
+                )
+            scopes.append(("organisation", org))
+        chosen: dict[Endpoint, None] = {}
+        with self._lock:
+            for scope in scopes:
+                for endpoint in self._scopes.get(scope, ()):
+                    if not endpoint.enabled or endpoint in self._gone:
+                        continue
+                    if endpoint.events is not None and event.event_type not in endpoint.events:
+                        continue
+                    chosen[endpoint] = None
+        return list(chosen)
+
+    def publish(
+        self, event: WebhookEvent, *, environment: int | None = None, organisation: int | None = None
+    ) -> list[DeliveryResult]:
+        """Deliver ``event`` to every endpoint it routes to, and return one result per endpoint.
+
+        FLAG_UPDATED and FLAG_DELETED go to the endpoints of the state's environment and, as Flagsmith does, of
+        its organisation (``feature.project.organisation``) when known; AUDIT_LOG_CREATED goes to the endpoints
+        of the entry's organisation. A given ``environment`` or ``organisation`` replaces the one read from the
+        event for that scope. Disabled endpoints and endpoints that do not take this event type are skipped;
+        an endpoint subscribed to both scopes gets the event once. The event is encoded once per payload
+        format.
+
+        Raises :class:`ConfigError` when an audit event has no organisation to go to.
+        """
+        if not isinstance(event, WebhookEvent):
+            raise TypeError(f"event must be a WebhookEvent, got {type(event).__name__}")
+        if environment is not None:
+            _scope_id("environment", environment)
+        if organisation is not None:
+            _scope_id("organisation", organisation)
+        bodies: dict[PayloadFormat, bytes | PayloadError] = {}
+        results = []
+        for endpoint in self._route(event, environment, organisation):
+            fmt = endpoint.format or self._format
+            body = bodies.get(fmt)
+            if body is None:
+                try:
+                    body = encode(event, fmt)
+                except PayloadError as exc:
+                    body = exc
+                bodies[fmt] = body
+            if isinstance(body, PayloadError):
+                result = DeliveryResult(
+                    endpoint, event.id, event.event_type, False, None, 0, f"PayloadError: {body}", 0.0
+                )
+            else:
+                result = self._deliver(endpoint, event, body, self._retry, may_disable=True)
+            results.append(self._report(result))
+        return results
+
+    def feature_state_changed(
+        self,
+        previous: FeatureState | None,
+        new: FeatureState | None,
+        *,
+        changed_by: str = "",
+        timestamp: datetime | None = None,
+    ) -> list[DeliveryResult]:
+        """Build the event for a state change (see :func:`flaghooks.flag_changed`) and publish it.
+
+        An update that changed nothing sends nothing and returns ``[]``, unless ``send_noop`` was set.
+        """
+        event = flag_changed(previous, new, changed_by=changed_by, timestamp=timestamp)
+        if not self._send_noop and isinstance(event.data, FlagChange) and event.data.change.is_noop:
+            return []
+        return self.publish(event)
+
+    def audit_log_created(self, entry: AuditLogEntry, *, organisation: int | None = None) -> list[DeliveryResult]:
+        """Publish an audit-log entry to its organisation's endpoints (``organisation`` overrides the entry's)."""
+        return self.publish(audit_log_created(entry), organisation=organisation)
+
+    def ping(self, endpoint: Endpoint | str, *, event_type: EventType = EventType.FLAG_UPDATED) -> DeliveryResult:
+        """Send one realistic sample event of ``event_type``, like Flagsmith's "test web hook".
+
+        One attempt, no retries; the endpoint need not be subscribed, and a 410 does not disable it. A URL
+        string means an unsigned endpoint with default settings.
+        """
+        if not isinstance(endpoint, Endpoint):
+            endpoint = Endpoint(endpoint)
+        event = sample_event(EventType(event_type))
+        body = encode(event, endpoint.format or self._format)
+        return self._report(self._deliver(endpoint, event, body, RetryPolicy.never(), may_disable=False))
+
+    # --- one delivery --------------------------------------------------------------------------------
+
+    def _deliver(
+        self, endpoint: Endpoint, event: WebhookEvent, body: bytes, policy: RetryPolicy, *, may_disable: bool
+    ) -> DeliveryResult:
+        started = time.monotonic()
+        signing, secret = endpoint.signing, endpoint.secret
+        flagsmith = None
+        if secret is not None and signing is not Signing.STANDARD:
+            flagsmith = sign_flagsmith(body, secret)
+        keys: list[bytes] = []
+        if signing is not Signing.FLAGSMITH and secret is not None:
+            keys = [standard_key(s) for s in (secret, *endpoint.previous_secrets)]
+        history: list[AttemptResult] = []
+        outcome = Outcome.FAILED
+        for attempt in range(1, policy.attempts + 1):
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": _USER_AGENT,
+                "webhook-id": event.id,
+                "webhook-timestamp": str(timestamp),
+            }
+            if flagsmith is not None:
+                headers["X-Flagsmith-Signature"] = flagsmith
+            if keys:
+                headers["webhook-signature"] = " ".join(
+                    "v1," + _standard_digest(key, event.id, timestamp, body) for key in keys
+                )
+            headers.update(endpoint.headers)
+            request = DeliveryRequest(endpoint.url, body, headers, endpoint.timeout, endpoint, event, attempt)
+            result = self._attempt(request)
+            history.append(result)
+            outcome = classify(result)
+            logger.debug(
+                "attempt %d/%d of %s %s to %s: %s",
+                attempt,
+                policy.attempts,
+                event.event_type.value,
+                event.id,
+                endpoint.label,
+                result.status if result.status is not None else result.error,
+            )
+            if outcome is not Outcome.RETRY or attempt == policy.attempts:
+                break
+            time.sleep(policy.wait(attempt, result.status, result.retry_after, self._random))
+        disabled = False
+        if outcome is Outcome.GONE and may_disable:
+            with self._lock:
+                self._gone.add(endpoint)
+            disabled = True
+            logger.warning("endpoint %s answered 410 Gone: disabled until subscribed again", endpoint.label)
+        last = history[-1]
+        error = last.error
+        if outcome is not Outcome.DELIVERED and error is None:
+            error = f"HTTP {last.status}"
+        return DeliveryResult(
+            endpoint=endpoint,
+            event_id=event.id,
+            event_type=event.event_type,
+            ok=outcome is Outcome.DELIVERED,
+            status=last.status,
+            attempts=len(history),
+            error=None if outcome is Outcome.DELIVERED else error,
+            elapsed=time.monotonic() - started,
+            endpoint_disabled=disabled,
+            history=tuple(history),
+        )
+
+    def _attempt(self, request: DeliveryRequest) -> AttemptResult:
+        started = time.monotonic()
+        try:
+            result = self._transport.send(request)
+        except Exception as exc:  # a transport's bug must not stop the caller; it is a failed attempt
+            return AttemptResult(None, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+        if not isinstance(result, AttemptResult):
+            return AttemptResult(
+                None,
+                f"TypeError: {type(self._transport).__name__}.send returned {type(result).__name__}, "
+                "not an AttemptResult",
+                time.monotonic() - started,
+            )
+        return result
+
+    def _report(self, result: DeliveryResult) -> DeliveryResult:
+        if not result.ok:
+            logger.warning(
+                "delivery of %s %s to %s failed after %d attempt(s): %s",
+                result.event_type.value,
+                result.event_id,
+                result.endpoint.label,
+                result.attempts,
+                result.error,
+            )
+        if self._on_result is not None:
+            try:
+                self._on_result(result)
+            except Exception:
+                logger.exception("on_result callback raised for %s", result.event_id)
+        return result
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the transport."""
+        self._transport.close()
+
+    def __enter__(self) -> Webhooks:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def sample_event(event_type: EventType) -> WebhookEvent:
+    """A realistic sample event of ``event_type``, for pings."""
+    now = datetime.now(UTC)
+    project = Project(1, "flaghooks", organisation=1)
+    feature = Feature(
+        id=1,
+        name="flaghooks_ping",
+        project=project,
+        created_date=datetime(2024, 1, 1, tzinfo=UTC),
+        description="A sample feature sent by a flaghooks ping",
+    )
+    environment = Environment(1, "Development")
+    before = FeatureState(id=1, feature=feature, environment=environment, enabled=False)
+    after = attrs.evolve(before, enabled=True, value="ping")
+    if event_type is EventType.FLAG_UPDATED:
+        return flag_changed(before, after, changed_by="flaghooks ping", timestamp=now)
+    if event_type is EventType.FLAG_DELETED:
+        return flag_changed(after, None, changed_by="flaghooks ping", timestamp=now)
+    entry = AuditLogEntry(
+        created_date=now,
+        log="Test web hook sent by flaghooks",
+        related_object_type="FEATURE",
+        related_object_id=feature.id,
+        author=Author(1, "ping@flaghooks.invalid", "flaghooks", "ping"),
+        project=project,
+    )
+    return audit_log_created(entry)
