@@ -66,6 +66,8 @@ def parse_networks(networks: Iterable[str], field: str = "allowed_networks") -> 
         raise ConfigError(f"HttpTransport.{field} must be a sequence of CIDR strings, not one string")
     parsed = []
     for network in networks:
+        if not isinstance(network, str):
+            raise ConfigError(f"HttpTransport.{field} must hold CIDR strings, got {type(network).__name__}")
         try:
             parsed.append(ipaddress.ip_network(network, strict=False))
         except (TypeError, ValueError) as exc:
