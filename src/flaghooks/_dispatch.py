@@ -290,20 +290,22 @@ class Webhooks:
                 headers["webhook-signature"] = " ".join(
                     "v1," + _standard_digest(key, event.id, timestamp, body) for key in keys
                 )
-            headers.update(endpoint.headers)
+            if endpoint.headers:
+                headers.update(endpoint.headers)
             request = DeliveryRequest(endpoint.url, body, headers, endpoint.timeout, endpoint, event, attempt)
             result = self._attempt(request)
             history.append(result)
             outcome = classify(result)
-            logger.debug(
-                "attempt %d/%d of %s %s to %s: %s",
-                attempt,
-                policy.attempts,
-                event.event_type.value,
-                event.id,
-                endpoint.label,
-                result.status if result.status is not None else result.error,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "attempt %d/%d of %s %s to %s: %s",
+                    attempt,
+                    policy.attempts,
+                    event.event_type.value,
+                    event.id,
+                    endpoint.label,
+                    result.status if result.status is not None else result.error,
+                )
             if outcome is not Outcome.RETRY or attempt == policy.attempts:
                 break
             time.sleep(policy.wait(attempt, result.status, result.retry_after, self._random))

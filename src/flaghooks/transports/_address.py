@@ -8,6 +8,7 @@ connection then goes to the address that was checked, so that a second DNS answe
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
@@ -76,11 +77,18 @@ def parse_networks(networks: Iterable[str], field: str = "allowed_networks") -> 
 
 
 class AddressPolicy:
-    """Resolve a host and check every address against the policy."""
+    """Resolve a host and check every address against the policy.
+
+    Verdicts are memoised per address text (an address's class never changes, nor does the policy); names are
+    resolved again at every attempt, so a changed DNS answer is always checked.
+    """
+
+    _MAX_MEMO = 4096
 
     def __init__(self, *, enabled: bool = True, allowed_networks: Sequence[str] = ()) -> None:
         self.enabled = enabled
         self.allowed = parse_networks(allowed_networks)
+        self._verdicts: dict[str, str | None] = {}  # address text -> why it is refused, or None
 
     def allows(self, address: IPAddress) -> bool:
         if not self.enabled:
@@ -94,9 +102,23 @@ class AddressPolicy:
             return True
         return why_blocked(address) is None
 
+    def _verdict(self, text: str) -> str | None:
+        """Why the address ``text`` is refused (None: allowed); ``ValueError`` if it is not an address."""
+        try:
+            return self._verdicts[text]
+        except KeyError:
+            pass
+        address = ipaddress.ip_address(text)
+        verdict = None if self.allows(address) else f"refused by the SSRF policy: {why_blocked(address)}"
+        if len(self._verdicts) >= self._MAX_MEMO:
+            self._verdicts.clear()
+        self._verdicts[text] = verdict
+        return verdict
+
     def check(self, address: IPAddress) -> None:
-        if not self.allows(address):
-            raise BlockedAddress(f"refused by the SSRF policy: {why_blocked(address)}")
+        verdict = self._verdict(str(address))
+        if verdict is not None:
+            raise BlockedAddress(verdict)
 
     def resolve(self, host: str, port: int) -> str:
         """Resolve ``host`` and check every address; return the one to connect to.
@@ -106,22 +128,27 @@ class AddressPolicy:
         """
         literal = _literal(host)
         if literal is not None:
-            self.check(literal)
-            return str(literal)
+            verdict = self._verdict(literal)
+            if verdict is not None:
+                raise BlockedAddress(verdict)
+            return literal
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         addresses = []
         for info in infos:
             text = str(info[4][0]).partition("%")[0]  # drop an IPv6 zone index
-            address = ipaddress.ip_address(text)
-            self.check(address)
-            addresses.append(address)
+            verdict = self._verdict(text)
+            if verdict is not None:
+                raise BlockedAddress(verdict)
+            addresses.append(text)
         if not addresses:  # pragma: no cover - getaddrinfo raises rather than answer nothing
             raise socket.gaierror(f"no address for {host}")
-        return str(addresses[0])
+        return addresses[0]
 
 
-def _literal(host: str) -> IPAddress | None:
+@functools.lru_cache(maxsize=1024)
+def _literal(host: str) -> str | None:
+    """The normalised text of an IP address written in the URL, or None for a name."""
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
         return None

@@ -86,27 +86,29 @@ class _Watchdog:
         self._heap: list[tuple[float, int, _Attempt]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
-        self._closed = False
+        self._thread_generation = 0
 
     def watch(self, attempt: _Attempt) -> None:
         with self._cond:
             heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
-            if self._thread is None or not self._thread.is_alive():
-                self._closed = False
-                self._thread = threading.Thread(target=self._run, name="flaghooks-http-deadline", daemon=True)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._thread_generation,), name="flaghooks-http-deadline", daemon=True
+                )
                 self._thread.start()
             elif self._heap[0][2] is attempt:
                 self._cond.notify()
 
     def close(self) -> None:
         with self._cond:
-            self._closed = True
+            self._thread_generation += 1  # the running thread, if any, ends; a later watch() starts a new one
+            self._thread = None
             self._heap.clear()
-            self._cond.notify()
+            self._cond.notify_all()
 
-    def _run(self) -> None:
+    def _run(self, generation: int) -> None:
         with self._cond:
-            while not self._closed:
+            while generation == self._thread_generation:
                 heap = self._heap
                 while heap and heap[0][2].done:
                     heapq.heappop(heap)
@@ -284,6 +286,8 @@ class HttpTransport(Transport):
 
     def _read(self, response: urllib3.BaseHTTPResponse, attempt: _Attempt) -> tuple[bytes, bool]:
         """Read at most max_response_bytes; True when the body ended (the connection can be reused)."""
+        if response.length_remaining == 0:  # most web hook answers: nothing to read
+            return b"", True
         limit = self._max_response_bytes
         body = bytearray()
         try:
