@@ -147,8 +147,8 @@ def measure(send_all: Callable[[], int]) -> tuple[float, float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--events", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=25)
     args = parser.parse_args()
     n = args.events
 
