@@ -157,9 +157,7 @@ def main() -> None:
         assert server.stdout is not None
         url = f"http://127.0.0.1:{server.stdout.readline().strip()}/hook"
         events, payloads, key = make_events(n), make_payloads(n), SECRET.encode()
-        webhooks = Webhooks(
-            transport=HttpTransport(allowed_networks=["127.0.0.0/8"]), retry=RetryPolicy.never()
-        )
+        webhooks = Webhooks(transport=HttpTransport(allowed_networks=["127.0.0.0/8"]), retry=RetryPolicy.never())
         webhooks.subscribe(Endpoint(url, secret=SECRET), environment=23)
         pool = urllib3.PoolManager()
 

@@ -24,7 +24,7 @@ class Received(NamedTuple):
 
 class Reply(NamedTuple):
     """A scripted answer. ``mode`` is "normal", "trickle" (the body one byte a second), "silent" (sleep
-    ``delay`` seconds before answering) or "huge" (``size`` bytes of body)."""
+    ``delay`` seconds before answering), "huge" (``size`` bytes of body) or "close" (hang up, no answer)."""
 
     status: int = 200
     headers: dict[str, str] | None = None
@@ -64,6 +64,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_POST = do_GET = do_PUT = do_DELETE = _handle
 
     def _reply(self, reply: Reply) -> None:
+        if reply.mode == "close":  # hang up without an answer
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if reply.mode == "silent":
             time.sleep(reply.delay)
         body = reply.body

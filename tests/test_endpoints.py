@@ -37,6 +37,15 @@ class TestValid:
         assert endpoint.headers["Authorization"] == "Bearer t0ken"
         assert endpoint.label == "web-cache"
 
+    def test_headers_mapping(self) -> None:
+        """Extra headers are an immutable mapping that compares with dicts."""
+        headers = Endpoint("https://h.example/", headers={"X-Team": "web", "X-Env": "prod"}).headers
+        assert (
+            headers == {"X-Team": "web", "X-Env": "prod"} and len(headers) == 2 and list(headers) == ["X-Team", "X-Env"]
+        )
+        assert repr(headers) == "{'X-Team': 'web', 'X-Env': 'prod'}"
+        assert headers != ["X-Team"]
+
     def test_flagsmith_secret_is_any_string(self) -> None:
         """A Flagsmith secret is any non-empty string."""
         assert Endpoint("https://h.example/", secret="any string at all").secret == "any string at all"

@@ -122,6 +122,27 @@ class TestRejects:
         with pytest.raises(SignatureError):
             verify_standard(BODY, weird, SECRET, now=STAMP)  # type: ignore[arg-type]
 
+    def test_odd_values(self) -> None:
+        """A header value that is not text, an empty id and a secret that is not a str are SignatureErrors."""
+        good = headers(VECTOR["signature"])
+        with pytest.raises(SignatureError, match="malformed webhook-id"):
+            verify_standard(BODY, good | {"webhook-id": 5}, SECRET, now=STAMP)  # type: ignore[dict-item]
+        with pytest.raises(SignatureError, match="malformed webhook-id header: empty"):
+            verify_standard(BODY, good | {"webhook-id": ""}, SECRET, now=STAMP)
+        with pytest.raises(SignatureError, match="malformed secret #0"):
+            verify_standard(BODY, good, [b"whsec_x"], now=STAMP)  # type: ignore[list-item]
+        verify_standard(BODY, {k: v.encode() for k, v in good.items()}, SECRET, now=STAMP)  # type: ignore[misc]
+
+    def test_misbehaving_headers(self) -> None:
+        """Even a mapping that raises while read gives a SignatureError."""
+
+        class Hostile(dict[str, str]):
+            def items(self):  # type: ignore[no-untyped-def,override]
+                raise RuntimeError("no")
+
+        with pytest.raises(SignatureError, match="cannot verify: RuntimeError"):
+            verify_standard(BODY, Hostile(), SECRET, now=STAMP)
+
     def test_no_secrets(self) -> None:
         """An empty list of secrets verifies nothing."""
         with pytest.raises(SignatureError, match="no secret"):

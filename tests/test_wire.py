@@ -310,6 +310,14 @@ class TestDecodeRejects:
             decode(body_of(document))
         assert info.value.path == "data.new_state.multivariate_feature_state_values[1].percentage_allocation"
 
+    def test_allocation_must_be_a_number(self) -> None:
+        """A percentage that is not a number is reported where it is."""
+        document = json.loads(golden_bytes("environment_state_updated", PayloadFormat.MODERN))
+        document["data"]["new_state"]["multivariate_feature_state_values"][0]["percentage_allocation"] = "50"
+        with pytest.raises(PayloadError, match="expected a number") as info:
+            decode(body_of(document))
+        assert info.value.path == "data.new_state.multivariate_feature_state_values[0].percentage_allocation"
+
     def test_model_rule_reported_at_the_wire_name(self) -> None:
         """A rule a model enforces is reported under the wire's key name."""
         document = json.loads(golden_bytes("environment_state_updated", PayloadFormat.MODERN))

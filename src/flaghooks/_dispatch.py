@@ -275,8 +275,9 @@ class Webhooks:
         if signing is not Signing.FLAGSMITH and secret is not None:
             keys = [standard_key(s) for s in (secret, *endpoint.previous_secrets)]
         history: list[AttemptResult] = []
-        outcome = Outcome.FAILED
-        for attempt in range(1, policy.attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             timestamp = int(time.time())
             headers = {
                 "Content-Type": "application/json",
@@ -306,7 +307,7 @@ class Webhooks:
                     endpoint.label,
                     result.status if result.status is not None else result.error,
                 )
-            if outcome is not Outcome.RETRY or attempt == policy.attempts:
+            if outcome is not Outcome.RETRY or attempt >= policy.attempts:
                 break
             time.sleep(policy.wait(attempt, result.status, result.retry_after, self._random))
         disabled = False

@@ -115,11 +115,6 @@ class AddressPolicy:
         self._verdicts[text] = verdict
         return verdict
 
-    def check(self, address: IPAddress) -> None:
-        verdict = self._verdict(str(address))
-        if verdict is not None:
-            raise BlockedAddress(verdict)
-
     def resolve(self, host: str, port: int) -> str:
         """Resolve ``host`` and check every address; return the one to connect to.
 

@@ -1,0 +1,188 @@
+"""HttpTransport's parts: Retry-After parsing, error descriptions, the deadline thread, configuration."""
+
+from __future__ import annotations
+
+import email.utils
+import socket
+import time
+
+import pytest
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from cases import documented_flag_event
+from flaghooks import ConfigError, Endpoint, RetryPolicy, Webhooks
+from flaghooks.transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
+from flaghooks.transports._address import AddressPolicy, BlockedAddress
+from flaghooks.transports._http import _Attempt, _describe, _Watchdog, parse_retry_after
+from httpserver import HttpServer, Reply
+
+
+class TestRetryAfter:
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (None, None),
+            ("120", 120.0),
+            (" 7 ", 7.0),
+            ("0", 0.0),
+            ("-5", None),
+            ("1.5", None),
+            ("9" * 11, None),
+            ("soon", None),
+            ("", None),
+        ],
+    )
+    def test_values(self, value: str | None, expected: float | None) -> None:
+        """Delay-seconds are whole non-negative numbers; anything unreadable is ignored."""
+        assert parse_retry_after(value, 1_000_000.0) == expected
+
+    def test_http_dates(self) -> None:
+        """An HTTP date becomes the seconds from now; a date in the past is no wait."""
+        now = 1_700_000_000.0
+        assert parse_retry_after(email.utils.formatdate(now + 90, usegmt=True), now) == pytest.approx(90)
+        assert parse_retry_after(email.utils.formatdate(now - 90, usegmt=True), now) == 0.0
+        assert parse_retry_after("Tue, 14 Nov 2023 22:13:20", now) == pytest.approx(0.0, abs=1)  # no zone: GMT
+
+
+class TestDescriptions:
+    def attempt(self, fired: bool = False) -> _Attempt:
+        attempt = _Attempt(0.0)
+        attempt.fired = fired
+        return attempt
+
+    def test_deadline_wins(self) -> None:
+        """Once the deadline passed, whatever broke is a timeout of the whole attempt."""
+        assert (
+            _describe(ProtocolError("reset"), self.attempt(fired=True), 2) == "timeout: no complete response within 2 s"
+        )
+
+    @pytest.mark.parametrize(
+        ("exc", "text"),
+        [
+            (ConnectTimeoutError("slow"), "connect timeout after 3 s"),
+            (ReadTimeoutError(None, "/", "slow"), "read timeout after 3 s"),  # type: ignore[arg-type]
+            (SSLError("certificate verify failed"), "TLS failure: certificate verify failed"),
+            (
+                ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")),
+                "connection reset or closed: Connection aborted.",
+            ),
+            (RuntimeError("odd"), "RuntimeError: odd"),
+        ],
+    )
+    def test_descriptions(self, exc: BaseException, text: str) -> None:
+        """Each kind of failure is named plainly."""
+        assert _describe(exc, self.attempt(), 3) == text
+
+    def test_connection_errors(self) -> None:
+        """Refused connections are named so; other connection failures carry their reason."""
+        refused = NewConnectionError(None, "failed")  # type: ignore[arg-type]
+        refused.__context__ = ConnectionRefusedError(111, "Connection refused")
+        unreachable = NewConnectionError(None, "failed")  # type: ignore[arg-type]
+        unreachable.__context__ = OSError(101, "Network is unreachable")
+        dns = NameResolutionError("nowhere.test", None, socket.gaierror(-2, "Name or service not known"))  # type: ignore[arg-type]
+        assert _describe(refused, self.attempt(), 3) == "connection refused"
+        assert _describe(unreachable, self.attempt(), 3) == "connection failed: [Errno 101] Network is unreachable"
+        assert _describe(dns, self.attempt(), 3).startswith("DNS failure")
+
+
+class _FakeConnection:
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+
+
+def test_watchdog_shuts_the_socket_at_the_deadline() -> None:
+    """At the deadline the watchdog shuts the attempt's socket, waiting for one that is still connecting."""
+    watchdog = _Watchdog()
+    ours, theirs = socket.socketpair()
+    try:
+        attempt = _Attempt(time.monotonic() + 0.1)
+        connection = _FakeConnection()
+        attempt.conn = connection  # type: ignore[assignment]
+        watchdog.watch(attempt)
+        time.sleep(0.25)
+        assert attempt.fired  # fired, but no socket yet: it looks again shortly
+        connection.sock = ours
+        ours.settimeout(2)
+        assert ours.recv(1) == b""  # woken by the shutdown
+        finished = _Attempt(time.monotonic() + 0.05)
+        finished.done = True
+        watchdog.watch(finished)
+        time.sleep(0.1)
+        assert not finished.fired  # a finished attempt is left alone
+    finally:
+        watchdog.close()
+        ours.close()
+        theirs.close()
+
+
+def test_watchdog_restarts_after_close() -> None:
+    """A closed transport can still send: a new deadline thread starts."""
+    with HttpServer() as server:
+        transport = HttpTransport(allowed_networks=["127.0.0.0/8"])
+        request = DeliveryRequest(server.url(), b"{}", {}, 2.0, Endpoint(server.url()), documented_flag_event())
+        assert transport.send(request).status == 200
+        transport.close()
+        assert transport.send(request).status == 200
+        transport.close()
+
+
+def test_connection_closed_without_answer_is_retried() -> None:
+    """A server that hangs up without answering: 'connection reset or closed', retried."""
+    hang_up = lambda request, count: Reply(mode="close") if count == 1 else Reply(200)  # noqa: E731
+    with (
+        HttpServer(hang_up) as server,
+        Webhooks(transport=HttpTransport(allowed_networks=["127.0.0.0/8"]), retry=RetryPolicy(backoff=0)) as webhooks,
+    ):
+        webhooks.subscribe(Endpoint(server.url()), environment=23)
+        [result] = webhooks.publish(documented_flag_event())
+    assert result.ok and result.attempts == 2
+    assert result.history[0].status is None
+    assert "connection reset or closed" in (result.history[0].error or "")
+
+
+def test_transport_returning_something_else() -> None:
+    """A transport whose send returns something other than an AttemptResult makes a failed attempt."""
+
+    class Sloppy(Transport):
+        def send(self, request: DeliveryRequest) -> AttemptResult:
+            return 200  # type: ignore[return-value]
+
+    with Webhooks(transport=Sloppy(), retry=RetryPolicy.never()) as webhooks:
+        webhooks.subscribe(Endpoint("https://a.example/"), environment=23)
+        [result] = webhooks.publish(documented_flag_event())
+    assert not result.ok and result.error == "TypeError: Sloppy.send returned int, not an AttemptResult"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"max_response_bytes": -1}, "max_response_bytes"),
+        ({"max_response_bytes": True}, "max_response_bytes"),
+        ({"allow_private_addresses": "yes"}, "allow_private_addresses"),
+        ({"pool": object()}, "pool"),
+    ],
+)
+def test_bad_configuration(kwargs: dict[str, object], words: str) -> None:
+    """HttpTransport checks its configuration."""
+    with pytest.raises(ConfigError, match=words):
+        HttpTransport(**kwargs)  # type: ignore[arg-type]
+
+
+def test_verdict_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo of address verdicts never grows past its bound, and stays correct when it starts over."""
+    monkeypatch.setattr(AddressPolicy, "_MAX_MEMO", 3)
+    policy = AddressPolicy()
+    for last in range(10):
+        with pytest.raises(BlockedAddress, match="private"):
+            policy.resolve(f"10.0.0.{last}", 80)
+        assert len(policy._verdicts) <= 3
+    with pytest.raises(BlockedAddress, match="private"):
+        policy.resolve("10.0.0.1", 80)
+    assert policy.resolve("93.184.216.34", 443) == "93.184.216.34"
