@@ -10,6 +10,7 @@ import logging
 from importlib.metadata import version as _version
 
 from ._changes import Action, Scope, StateChange, diff_states
+from ._decode import decode
 from ._dispatch import DeliveryResult, Webhooks
 from ._endpoints import Endpoint, Signing
 from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed
@@ -29,7 +30,7 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
-from ._wire import PayloadFormat, decode, encode
+from ._wire import PayloadFormat, encode
 from .exceptions import ConfigError, FlaghooksError, PayloadError, SignatureError
 
 __version__ = _version("flaghooks")
