@@ -71,11 +71,11 @@ def test_quickstart_prints_the_documented_body() -> None:
     assert f"X-Flagsmith-Signature: {flaghooks.sign_flagsmith(body, 'some-secret')}\n" in result.stdout
 
 
-DOCTESTED = ["flaghooks._changes", "flaghooks._signing", "flaghooks._wire", "flaghooks._decode", "flaghooks.testing"]
+DOCTESTED = ["flaghooks._changes", "flaghooks._signing", "flaghooks.testing"]
 
 
 @pytest.mark.parametrize("module", DOCTESTED)
 def test_doctests(module: str) -> None:
     """Examples in docstrings hold."""
     result = doctest.testmod(importlib.import_module(module))
-    assert result.failed == 0
+    assert result.attempted > 0 and result.failed == 0
