@@ -89,17 +89,18 @@ class FlagCache:
             if tombstone is not None and key < tombstone:
                 return False  # hidden by a later deletion of the feature in this environment
             before = self._visible(scope)
-            current = self._entries.get(target)
-            if current is not None and current.key >= key:
-                return False
             deleted = event.event_type is EventType.FLAG_DELETED
-            self._entries[target] = _Entry(key, None if deleted else data.new_state)
-            if not deleted:
-                self._names[(state.environment.id, state.feature.name)] = state.feature.id
             if deleted and target[2] is Scope.ENVIRONMENT:
+                # The deletion hides everything older for the feature here, even if its own target already
+                # holds something newer (a re-creation that arrived first).
                 self._tombstones[scope] = key
                 for other in [t for t, entry in self._entries.items() if t[:2] == scope and entry.key < key]:
                     del self._entries[other]
+            current = self._entries.get(target)
+            if current is None or current.key < key:
+                self._entries[target] = _Entry(key, None if deleted else data.new_state)
+                if not deleted:
+                    self._names[(state.environment.id, state.feature.name)] = state.feature.id
             return self._visible(scope) != before
 
     def _visible(self, scope: tuple[int, int]) -> dict[_Target, FeatureState]:

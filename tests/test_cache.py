@@ -1,0 +1,306 @@
+"""FlagCache: newest wins per target, deletions hide older events, any order converges."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flaghooks import (
+    Environment,
+    EventType,
+    Feature,
+    FeatureSegment,
+    FeatureState,
+    Identity,
+    Project,
+    Segment,
+    WebhookEvent,
+    audit_log_created,
+    flag_changed,
+)
+from flaghooks.receiver import FlagCache
+
+T0 = datetime(2024, 6, 1, tzinfo=UTC)
+PROJECT = Project(1, "Shop", organisation=1)
+FEATURES = {
+    1: Feature(id=1, name="banner", project=PROJECT, created_date=T0),
+    2: Feature(id=2, name="search", project=PROJECT, created_date=T0),
+}
+BETA = FeatureSegment(id=50, segment=Segment(5, "beta"), priority=1)
+GAMMA = FeatureSegment(id=60, segment=Segment(6, "gamma"), priority=0)
+ALICE = Identity(900, "alice")
+
+
+def state(feature: int = 1, environment: int = 10, enabled: bool = True, value: Any = None, **kw: Any) -> FeatureState:
+    return FeatureState(
+        feature=FEATURES[feature], environment=Environment(environment), enabled=enabled, value=value, **kw
+    )
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def updated(new: FeatureState, when: float, event_id: str, previous: FeatureState | None = None) -> WebhookEvent:
+    return flag_changed(previous, new, timestamp=at(when), event_id=event_id)
+
+
+def deleted(old: FeatureState, when: float, event_id: str) -> WebhookEvent:
+    return flag_changed(old, None, timestamp=at(when), event_id=event_id)
+
+
+class TestLookups:
+    def test_empty(self) -> None:
+        """An empty cache knows nothing and answers defaults."""
+        cache = FlagCache()
+        assert cache.get(10, "banner") is None and len(cache) == 0
+        assert cache.is_enabled(10, "banner") is False and cache.is_enabled(10, 1, default=True) is True
+        assert cache.value(10, "banner", default="fallback") == "fallback"
+        assert cache.segment_overrides(10, "banner") == [] and cache.states() == []
+
+    def test_by_name_or_id(self) -> None:
+        """A feature is found by name or by id, in its environment only."""
+        cache = FlagCache()
+        assert cache.apply(updated(state(value="red"), 1, "e1"))
+        assert cache.get(10, "banner") == cache.get(10, 1) == state(value="red")
+        assert cache.value(10, "banner") == "red" and cache.is_enabled(10, 1)
+        assert cache.get(11, "banner") is None and cache.get(10, "search") is None
+
+    def test_identity_override_wins(self) -> None:
+        """An identity's override (by identifier) wins over the environment default, for that identity only."""
+        cache = FlagCache()
+        cache.apply(updated(state(enabled=False, value="red"), 1, "e1"))
+        cache.apply(updated(state(enabled=True, value="gold", identity=ALICE), 2, "e2"))
+        assert cache.value(10, "banner", identity="alice") == "gold"
+        assert cache.is_enabled(10, "banner", identity="alice") is True
+        assert cache.value(10, "banner", identity="bob") == "red"
+        assert cache.value(10, "banner") == "red"
+
+    def test_identity_override_alone(self) -> None:
+        """Without an environment default, only the identity sees its override."""
+        cache = FlagCache()
+        cache.apply(updated(state(value="gold", identity=ALICE), 1, "e1"))
+        assert cache.value(10, "banner", identity="alice") == "gold"
+        assert cache.get(10, "banner") is None
+
+    def test_segment_overrides_by_priority(self) -> None:
+        """Segment overrides are listed by priority."""
+        cache = FlagCache()
+        cache.apply(updated(state(value="b", feature_segment=BETA), 1, "e1"))
+        cache.apply(updated(state(value="g", feature_segment=GAMMA), 2, "e2"))
+        cache.apply(updated(state(value="x", feature_segment=FeatureSegment(id=70)), 3, "e3"))
+        assert [s.value for s in cache.segment_overrides(10, "banner")] == ["g", "b", "x"]
+        assert cache.get(10, "banner") is None  # overrides are not the default
+
+    def test_renamed_feature(self) -> None:
+        """After a rename, the new name finds the feature and the old one does not."""
+        cache = FlagCache()
+        cache.apply(updated(state(value="red"), 1, "e1"))
+        renamed = FeatureState(
+            feature=Feature(id=1, name="hero", project=PROJECT, created_date=T0),
+            environment=Environment(10),
+            enabled=True,
+        )
+        cache.apply(updated(renamed, 2, "e2"))
+        assert cache.get(10, "hero") == renamed and cache.get(10, "banner") is None
+
+    def test_bad_feature_argument(self) -> None:
+        """A feature is a name or an id."""
+        with pytest.raises(TypeError, match="name or an id"):
+            FlagCache().get(10, 1.5)  # type: ignore[arg-type]
+
+    def test_apply_needs_an_event(self) -> None:
+        """apply takes events."""
+        with pytest.raises(TypeError, match="WebhookEvent"):
+            FlagCache().apply(state())  # type: ignore[arg-type]
+
+
+class TestOrdering:
+    def test_newest_wins(self) -> None:
+        """A late, older event for a target is ignored."""
+        cache = FlagCache()
+        assert cache.apply(updated(state(value="new"), 2, "e2"))
+        assert not cache.apply(updated(state(value="old"), 1, "e1"))
+        assert cache.value(10, "banner") == "new"
+
+    def test_equal_timestamps_broken_by_id(self) -> None:
+        """Equal timestamps: the larger event id wins, whatever the order of arrival."""
+        for order in (["a", "b"], ["b", "a"]):
+            cache = FlagCache()
+            for event_id in order:
+                cache.apply(updated(state(value=event_id), 1, event_id))
+            assert cache.value(10, "banner") == "b"
+
+    def test_duplicate_ids_ignored(self) -> None:
+        """An event id already applied is ignored, even with another body."""
+        cache = FlagCache()
+        assert cache.apply(updated(state(value="first"), 1, "same"))
+        assert not cache.apply(updated(state(value="second"), 2, "same"))
+        assert cache.value(10, "banner") == "first"
+
+    def test_unchanged_state_is_not_a_change(self) -> None:
+        """apply is True only when the contents changed."""
+        cache = FlagCache()
+        assert cache.apply(updated(state(value="v"), 1, "e1"))
+        assert not cache.apply(updated(state(value="v"), 2, "e2"))
+        assert cache.apply(updated(state(value="w"), 3, "e3"))
+
+    def test_audit_changes_nothing(
+        self,
+    ) -> None:
+        """Audit events change nothing."""
+        from cases import documented_audit_entry
+
+        cache = FlagCache()
+        assert not cache.apply(audit_log_created(documented_audit_entry()))
+        assert len(cache) == 0
+
+
+class TestDeletion:
+    def test_environment_delete_removes_feature_and_overrides(self) -> None:
+        """Deleting the environment default removes the feature and all its overrides there."""
+        cache = FlagCache()
+        cache.apply(updated(state(value="red"), 1, "e1"))
+        cache.apply(updated(state(value="b", feature_segment=BETA), 2, "e2"))
+        cache.apply(updated(state(value="g", identity=ALICE), 3, "e3"))
+        cache.apply(updated(state(feature=2), 3, "e4"))
+        assert cache.apply(deleted(state(), 5, "d1"))
+        assert cache.get(10, "banner") is None and cache.get(10, "banner", identity="alice") is None
+        assert cache.segment_overrides(10, "banner") == []
+        assert cache.get(10, "search") is not None  # other features stay
+
+    def test_older_events_stay_hidden(self) -> None:
+        """Events older than the deletion stay hidden, even arriving after a re-creation."""
+        cache = FlagCache()
+        cache.apply(deleted(state(), 5, "d1"))
+        cache.apply(updated(state(value="reborn"), 8, "e8"))
+        assert not cache.apply(updated(state(value="stale"), 4, "e4"))
+        assert not cache.apply(updated(state(value="stale override", identity=ALICE), 4.5, "e45"))
+        assert cache.value(10, "banner") == "reborn"
+        assert cache.get(10, "banner", identity="alice") == state(value="reborn")
+
+    def test_deletion_arriving_after_the_re_creation(self) -> None:
+        """A deletion that arrives after a newer re-creation still hides older overrides arriving later."""
+        cache = FlagCache()
+        cache.apply(updated(state(value="reborn"), 8, "e8"))
+        assert not cache.apply(deleted(state(), 5, "d5"))  # the default is already newer: nothing visible changes
+        assert not cache.apply(updated(state(value="stale", feature_segment=BETA), 2, "e2"))
+        assert cache.segment_overrides(10, "banner") == [] and cache.value(10, "banner") == "reborn"
+
+    def test_override_delete_removes_only_it(self) -> None:
+        """Removing an override removes just that override, and older events for it stay ignored."""
+        cache = FlagCache()
+        cache.apply(updated(state(value="red"), 1, "e1"))
+        cache.apply(updated(state(value="g", identity=ALICE), 2, "e2"))
+        assert cache.apply(deleted(state(identity=ALICE), 3, "d3"))
+        assert not cache.apply(updated(state(value="late", identity=ALICE), 2.5, "e25"))
+        assert cache.value(10, "banner", identity="alice") == "red"
+        assert cache.apply(updated(state(value="again", identity=ALICE), 4, "e4"))
+        assert cache.value(10, "banner", identity="alice") == "again"
+
+
+# --- convergence -------------------------------------------------------------------------------------------
+
+TARGETS = [
+    {},
+    {"feature_segment": BETA},
+    {"feature_segment": GAMMA},
+    {"identity": ALICE},
+]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[WebhookEvent]:
+    count = draw(st.integers(1, 25))
+    events = []
+    for index in range(count):
+        override = draw(st.sampled_from(TARGETS))
+        feature = draw(st.sampled_from([1, 2]))
+        environment = draw(st.sampled_from([10, 11]))
+        when = draw(st.integers(0, 12))  # few instants, so that ties happen
+        make = lambda: state(
+            feature, environment, draw(st.booleans()), draw(st.sampled_from([None, "a", "b", 1])), **override
+        )  # noqa: E731
+        kind = draw(st.sampled_from(["created", "updated", "deleted"]))
+        event_id = f"e{index:02d}"
+        if kind == "deleted":
+            events.append(deleted(make(), when, event_id))
+        else:
+            events.append(updated(make(), when, event_id, None if kind == "created" else make()))
+    return events
+
+
+def _key(event: WebhookEvent) -> tuple[datetime, str]:
+    return (event.data.timestamp, event.id)  # type: ignore[union-attr]
+
+
+def in_order(events: list[WebhookEvent]) -> FlagCache:
+    cache = FlagCache()
+    for event in sorted(events, key=_key):
+        cache.apply(event)
+    return cache
+
+
+@settings(max_examples=300)
+@given(histories(), st.data())
+def test_any_order_with_duplicates_converges(events: list[WebhookEvent], data: st.DataObject) -> None:
+    """Every permutation of a history, with duplicates, gives the same cache as in-order application."""
+    expected = in_order(events).states()
+    shuffled = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=10))))
+    cache = FlagCache()
+    for event in shuffled:
+        cache.apply(event)
+    assert cache.states() == expected
+
+
+@settings(max_examples=300)
+@given(histories(), st.randoms(use_true_random=False))
+def test_deleted_flags_never_come_back(events: list[WebhookEvent], rnd: Any) -> None:
+    """A feature whose newest event in an environment deleted its default has nothing left there, whatever the
+    order; and nothing older than a deletion of the default is ever visible."""
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    cache = FlagCache()
+    for event in shuffled:
+        cache.apply(event)
+    newest: dict[tuple[int, int], WebhookEvent] = {}
+    deletions: dict[tuple[int, int], tuple[datetime, str]] = {}
+    for event in events:
+        old = event.data.new_state or event.data.previous_state  # type: ignore[union-attr]
+        scope = (old.environment.id, old.feature.id)
+        if scope not in newest or _key(event) > _key(newest[scope]):
+            newest[scope] = event
+        if event.event_type is EventType.FLAG_DELETED and old.feature_segment is None and old.identity is None:
+            deletions[scope] = max(deletions.get(scope, _key(event)), _key(event))
+    for (environment, feature), event in newest.items():
+        is_default_deletion = (
+            event.event_type is EventType.FLAG_DELETED
+            and event.data.previous_state.feature_segment is None  # type: ignore[union-attr]
+            and event.data.previous_state.identity is None  # type: ignore[union-attr]
+        )
+        if is_default_deletion:
+            assert [s for s in cache.states() if (s.environment.id, s.feature.id) == (environment, feature)] == []
+    for shown in cache.states():
+        tomb = deletions.get((shown.environment.id, shown.feature.id))
+        if tomb is not None:
+            matching = [e for e in events if e.data.new_state == shown and _key(e) > tomb]  # type: ignore[union-attr]
+            assert matching, f"{shown} is older than a deletion of its feature"
+
+
+def test_thread_safety() -> None:
+    """Many threads applying at once end in the in-order result."""
+    events = [updated(state(value=i), i, f"e{i:04d}") for i in range(400)]
+    cache = FlagCache()
+    threads = [
+        threading.Thread(target=lambda part=events[n::4]: [cache.apply(e) for e in reversed(part)]) for n in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.value(10, "banner") == 399 and cache.states() == in_order(events).states()
