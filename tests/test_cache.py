@@ -223,15 +223,16 @@ def histories(draw: st.DrawFn) -> list[WebhookEvent]:
         feature = draw(st.sampled_from([1, 2]))
         environment = draw(st.sampled_from([10, 11]))
         when = draw(st.integers(0, 12))  # few instants, so that ties happen
-        make = lambda: state(
-            feature, environment, draw(st.booleans()), draw(st.sampled_from([None, "a", "b", 1])), **override
-        )  # noqa: E731
         kind = draw(st.sampled_from(["created", "updated", "deleted"]))
+        new, old = (
+            state(feature, environment, draw(st.booleans()), draw(st.sampled_from([None, "a", "b", 1])), **override)
+            for _ in range(2)
+        )
         event_id = f"e{index:02d}"
         if kind == "deleted":
-            events.append(deleted(make(), when, event_id))
+            events.append(deleted(old, when, event_id))
         else:
-            events.append(updated(make(), when, event_id, None if kind == "created" else make()))
+            events.append(updated(new, when, event_id, None if kind == "created" else old))
     return events
 
 
