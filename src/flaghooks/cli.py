@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import random
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -349,6 +350,10 @@ def _listen(args: argparse.Namespace) -> int:
     except OSError as exc:
         _out(sys.stderr, f"flaghooks listen: error: cannot listen on {args.host}:{args.port}: {exc.strerror}")
         return 2
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends the server as Ctrl-C does: cleanly
+
+    signal.signal(signal.SIGTERM, stop)
     checks = "X-Flagsmith-Signature" if args.secret else "Standard Webhooks" if args.standard_secret else "nothing"
     _out(sys.stdout, f"listening on http://{args.host}:{server.server_port}/ (verifying {checks}); Ctrl-C stops")
     try:
