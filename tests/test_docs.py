@@ -45,14 +45,32 @@ def test_payload_page_shows_the_goldens() -> None:
         assert shown[(variant, fmt)] == json.loads(path.read_text(encoding="utf-8")), path.name
 
 
+EXPECTED = {
+    "quickstart.py": ["delivered: True (HTTP 200", "the receiver's cache says feature_name is on"],
+    "custom_transport.py": ["on *dark_mode* in Staging (value 'auto')", "removed *dark_mode*"],
+    "local_cache_receiver.py": [
+        "before any web hook:   404",
+        'after the rollout:     {"enabled": true, "value": "v2"}',
+        'for ada@example.com:   {"enabled": true, "value": "v2-beta"}',
+    ],
+    "audit_stream.py": ["3 of 3 audit entries delivered and verified", "system             SEGMENT"],
+}
+
+
+def test_every_example_is_checked() -> None:
+    """Each example file has its expectations here."""
+    assert sorted(p.name for p in EXAMPLES) == sorted(EXPECTED)
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_run(path: Path) -> None:
-    """Every example runs to completion and prints something."""
+    """Every example runs to completion and prints what it is about."""
     result = subprocess.run(
         [sys.executable, str(path)], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip()
+    for text in EXPECTED[path.name]:
+        assert text in result.stdout, result.stdout
 
 
 def test_quickstart_prints_the_documented_body() -> None:
