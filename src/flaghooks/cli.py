@@ -350,6 +350,7 @@ def _listen(args: argparse.Namespace) -> int:
     except OSError as exc:
         _out(sys.stderr, f"flaghooks listen: error: cannot listen on {args.host}:{args.port}: {exc.strerror}")
         return 2
+
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM ends the server as Ctrl-C does: cleanly
 
