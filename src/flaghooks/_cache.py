@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from ._changes import Scope
+from ._changes import Scope, target_of
 from ._events import EventType, FlagChange, WebhookEvent
 from ._models import FeatureState, FlagValue
 
@@ -23,13 +23,7 @@ _Target = tuple[int, int, Scope, Hashable]
 
 
 def _target(state: FeatureState) -> _Target:
-    if state.identity is not None:
-        return (state.environment.id, state.feature.id, Scope.IDENTITY, state.identity.identifier)
-    fs = state.feature_segment
-    if fs is not None:
-        key = ("segment", fs.segment.id) if fs.segment is not None else ("feature_segment", fs.id)
-        return (state.environment.id, state.feature.id, Scope.SEGMENT, key)
-    return (state.environment.id, state.feature.id, Scope.ENVIRONMENT, None)
+    return target_of(state, by_identifier=True)
 
 
 @attrs.frozen

@@ -54,18 +54,20 @@ def scope_of(state: FeatureState) -> Scope:
     return Scope.ENVIRONMENT
 
 
-def target_of(state: FeatureState) -> tuple[Any, ...]:
+def target_of(state: FeatureState, *, by_identifier: bool = False) -> tuple[Any, ...]:
     """The thing a state is the state of: (environment id, feature id, scope, override key).
 
-    Two states of the same target can be compared; a receiver's cache keeps one entry per target.
+    Two states of the same target can be compared. The override key of an identity override is the identity's
+    id, or its identifier with ``by_identifier`` (how a receiver's cache, looked up by identifier, keys it).
     """
     identity = state.identity
     if identity is not None:
-        return (state.environment.id, state.feature.id, Scope.IDENTITY, identity.id)
+        who = identity.identifier if by_identifier else identity.id
+        return (state.environment.id, state.feature.id, Scope.IDENTITY, who)
     fs = state.feature_segment
     if fs is not None:
-        key = ("segment", fs.segment.id) if fs.segment is not None else ("feature_segment", fs.id)
-        return (state.environment.id, state.feature.id, Scope.SEGMENT, key)
+        segment = ("segment", fs.segment.id) if fs.segment is not None else ("feature_segment", fs.id)
+        return (state.environment.id, state.feature.id, Scope.SEGMENT, segment)
     return (state.environment.id, state.feature.id, Scope.ENVIRONMENT, None)
 
 

@@ -126,12 +126,16 @@ def sign_standard(body: bytes, *, secret: str, msg_id: str, timestamp: int) -> s
     return "v1," + _standard_digest(key, msg_id, timestamp, _body_bytes(body))
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
-    found = None
+def find_header(headers: Mapping[str, str], name: str) -> object:
+    """The value of header ``name`` (lower case) in ``headers``, whatever its case there; None if absent."""
     for key, value in headers.items():
         if isinstance(key, str) and key.lower() == name:
-            found = value
-            break
+            return value
+    return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    found = find_header(headers, name)
     if found is None:
         raise SignatureError(f"missing {name} header")
     if isinstance(found, bytes):

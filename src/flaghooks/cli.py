@@ -373,27 +373,29 @@ def _read_input(path: str) -> bytes:
         return handle.read()
 
 
-def _sign(args: argparse.Namespace) -> int:
+def _body_for(command: str, args: argparse.Namespace) -> bytes | None:
+    """The bytes to sign or verify; None (after a one-line error) when the secret or the input is unusable."""
     if not args.secret:
-        _out(sys.stderr, "flaghooks sign: error: the secret must not be empty")
-        return 2
+        _out(sys.stderr, f"flaghooks {command}: error: the secret must not be empty")
+        return None
     try:
-        body = _read_input(args.file)
+        return _read_input(args.file)
     except OSError as exc:
-        _out(sys.stderr, f"flaghooks sign: error: cannot read {args.file}: {exc.strerror}")
+        _out(sys.stderr, f"flaghooks {command}: error: cannot read {args.file}: {exc.strerror}")
+        return None
+
+
+def _sign(args: argparse.Namespace) -> int:
+    body = _body_for("sign", args)
+    if body is None:
         return 2
     _out(sys.stdout, sign_flagsmith(body, args.secret))
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    if not args.secret:
-        _out(sys.stderr, "flaghooks verify: error: the secret must not be empty")
-        return 2
-    try:
-        body = _read_input(args.file)
-    except OSError as exc:
-        _out(sys.stderr, f"flaghooks verify: error: cannot read {args.file}: {exc.strerror}")
+    body = _body_for("verify", args)
+    if body is None:
         return 2
     try:
         verify_flagsmith(body, args.signature, args.secret)

@@ -17,7 +17,7 @@ from typing import Any
 from ._cache import FlagCache
 from ._decode import decode
 from ._events import WebhookEvent
-from ._signing import standard_key, verify_flagsmith, verify_standard
+from ._signing import find_header, standard_key, verify_flagsmith, verify_standard
 from .exceptions import ConfigError, PayloadError, SignatureError
 
 __all__ = ["FlagCache", "WebhookReceiver", "verify_and_decode"]
@@ -49,10 +49,8 @@ def _check_config(secret: object, standard_secrets: object, allow_unsigned: obje
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if isinstance(key, str) and key.lower() == name:
-            return value if isinstance(value, str) else None
-    return None
+    value = find_header(headers, name)
+    return value if isinstance(value, str) else None
 
 
 def verify_and_decode(
