@@ -189,9 +189,12 @@ class TestWebhookReceiver:
         assert status == 200 and answer["duplicate"] is True and len(seen) == 1
 
     def test_method_not_allowed(self, serve: Any) -> None:
-        """Only POST: anything else is 405 with Allow."""
-        status, headers, _ = post(serve(self.receiver()), None, {}, method="GET")
-        assert status == 405 and headers["Allow"] == "POST"
+        """Only POST: anything else is 405 with Allow, and the cache is untouched."""
+        receiver = self.receiver()
+        for method in ("GET", "PUT"):
+            status, headers, _ = post(serve(receiver), BODY, signed(BODY), method=method)
+            assert status == 405 and headers["Allow"] == "POST"
+        assert len(receiver.cache) == 0
 
     def test_length_required(self) -> None:
         """No Content-Length (a chunked body) is 411."""
@@ -203,12 +206,14 @@ class TestWebhookReceiver:
 
     def test_too_large_without_reading_it(self, serve: Any) -> None:
         """A body over the limit is 413, answered without waiting for (or reading) the body."""
-        address = serve(self.receiver(max_body_bytes=1000))
+        receiver = self.receiver(max_body_bytes=1000)
+        address = serve(receiver)
         host, port = address.split(":")
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             sock.sendall(b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n" + b"x" * 100)
             answer = sock.recv(4096)  # arrives though only 100 of the announced 10**9 bytes were sent
         assert answer.startswith((b"HTTP/1.0 413", b"HTTP/1.1 413"))
+        assert len(receiver.cache) == 0
 
     def test_tampered_body(self, serve: Any) -> None:
         """A tampered body is 401, and the cache is untouched."""
