@@ -120,6 +120,8 @@ class _Watchdog:
                     self._cond.wait(delay)
                     continue
                 _, _, attempt = heapq.heappop(heap)
+                if attempt.done:  # finished in the meantime: its connection may already serve another request
+                    continue
                 attempt.fired = True
                 sock = attempt.conn.sock if attempt.conn is not None else None
                 if sock is None:
