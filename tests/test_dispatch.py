@@ -264,6 +264,14 @@ class TestResults:
             pass
         assert transport.closed
 
+    def test_ping_event_type_is_checked(self) -> None:
+        """ping names the event types it knows when given another."""
+        webhooks, transport = make()
+        with pytest.raises(ConfigError, match="FLAG_UPDATED, FLAG_DELETED, AUDIT_LOG_CREATED"):
+            webhooks.ping(A, event_type="FLAG_CREATED")  # type: ignore[arg-type]
+        assert webhooks.ping(A, event_type="FLAG_DELETED").event_type is EventType.FLAG_DELETED  # type: ignore[arg-type]
+        assert len(transport.requests) == 1
+
     def test_default_transport_is_http(self) -> None:
         """Without a transport, Webhooks uses HttpTransport."""
         from flaghooks.transports import HttpTransport

@@ -257,7 +257,11 @@ class Webhooks:
         """
         if not isinstance(endpoint, Endpoint):
             endpoint = Endpoint(endpoint)
-        event = sample_event(EventType(event_type))
+        try:
+            kind = EventType(event_type)
+        except ValueError:
+            raise ConfigError(f"event_type must be one of {', '.join(EventType)}, got {event_type!r}") from None
+        event = sample_event(kind)
         body = encode(event, endpoint.format or self._format)
         return self._report(self._deliver(endpoint, event, body, RetryPolicy.never(), may_disable=False))
 
