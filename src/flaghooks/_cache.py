@@ -26,6 +26,29 @@ def _target(state: FeatureState) -> _Target:
     return target_of(state, by_identifier=True)
 
 
+class RecentIds:
+    """A bounded, thread-safe set of the most recently added event ids (the oldest go first)."""
+
+    def __init__(self, size: int) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def __contains__(self, event_id: str) -> bool:
+        with self._lock:
+            return event_id in self._ids
+
+    def add(self, event_id: str) -> bool:
+        """Remember ``event_id``; False when it was already remembered."""
+        with self._lock:
+            if event_id in self._ids:
+                return False
+            self._ids[event_id] = None
+            if len(self._ids) > self._size:
+                self._ids.popitem(last=False)
+            return True
+
+
 @attrs.frozen
 class _Entry:
     key: _Key
@@ -57,7 +80,7 @@ class FlagCache:
         self._entries: dict[_Target, _Entry] = {}
         self._tombstones: dict[tuple[int, int], _Key] = {}  # (environment, feature) -> newest deletion
         self._names: dict[tuple[int, str], int] = {}  # (environment, feature name) -> feature id
-        self._applied: OrderedDict[str, None] = OrderedDict()
+        self._applied = RecentIds(self._REMEMBERED_IDS)
 
     # --- feeding ---------------------------------------------------------------------------------------
 
@@ -74,11 +97,8 @@ class FlagCache:
         target = _target(state)
         scope = (target[0], target[1])
         with self._lock:
-            if event.id in self._applied:
+            if not self._applied.add(event.id):
                 return False
-            self._applied[event.id] = None
-            if len(self._applied) > self._REMEMBERED_IDS:
-                self._applied.popitem(last=False)
             tombstone = self._tombstones.get(scope)
             if tombstone is not None and key < tombstone:
                 return False  # hidden by a later deletion of the feature in this environment

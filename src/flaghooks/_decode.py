@@ -30,6 +30,7 @@ from ._models import (
     MultivariateValue,
     Project,
     Segment,
+    clip,
 )
 from .exceptions import PayloadError
 
@@ -48,7 +49,7 @@ def parse_datetime(text: str) -> datetime:
     """Parse ISO-8601 with ``Z`` or an offset and 0 to 6 fraction digits into an aware UTC datetime."""
     match = _DATETIME.fullmatch(text)
     if match is None:
-        raise PayloadError(f"expected an ISO-8601 datetime such as '2020-03-07T13:59:07.040Z', got {_clip(text)}")
+        raise PayloadError(f"expected an ISO-8601 datetime such as '2020-03-07T13:59:07.040Z', got {clip(text)}")
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     try:
         if zulu:
@@ -68,7 +69,7 @@ def parse_datetime(text: str) -> datetime:
         )
         return value if zulu else value.astimezone(_UTC)
     except (ValueError, OverflowError) as exc:
-        raise PayloadError(f"invalid datetime {_clip(text)}: {exc}") from None
+        raise PayloadError(f"invalid datetime {clip(text)}: {exc}") from None
 
 
 _JSON_TYPES = {
@@ -82,16 +83,11 @@ _JSON_TYPES = {
 }
 
 
-def _clip(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _got(value: object) -> str:
     kind = _JSON_TYPES.get(type(value), type(value).__name__)
     if isinstance(value, dict | list):
         return kind
-    return f"{kind} ({_clip(value)})" if value is not None else kind
+    return f"{kind} ({clip(value)})" if value is not None else kind
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -367,7 +363,7 @@ def _event_type(value: Any) -> EventType:
     try:
         return EventType(text)
     except ValueError:
-        raise PayloadError(f"unknown event type {_clip(text)}, expected one of {', '.join(EventType)}") from None
+        raise PayloadError(f"unknown event type {clip(text)}, expected one of {', '.join(EventType)}") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -402,7 +398,7 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
         event_id = "evt_" + hashlib.sha256(raw).hexdigest()[:32]
     elif not isinstance(event_id, str) or not _ANY_ID.fullmatch(event_id):
         raise PayloadError(
-            f"event id must be 1 to 256 printable ASCII characters without spaces, got {_clip(event_id)}",
+            f"event id must be 1 to 256 printable ASCII characters without spaces, got {clip(event_id)}",
             "event_id",
         )
     try:

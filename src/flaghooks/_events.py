@@ -32,8 +32,7 @@ class EventType(enum.StrEnum):
     AUDIT_LOG_CREATED = "AUDIT_LOG_CREATED"
 
 
-def _optional_state(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    _instance_of(FeatureState, optional=True)(inst, attribute, value)
+_optional_state = _instance_of(FeatureState, optional=True)
 
 
 @attrs.frozen

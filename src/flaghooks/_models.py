@@ -41,11 +41,14 @@ def _fail(exc_type: type[Exception], inst: Any, name: str, message: str) -> Exce
     return exc
 
 
-def _describe(value: object) -> str:
+def clip(value: object) -> str:
+    """``repr(value)``, cut to 60 characters, so that a huge bad value cannot flood an error message."""
     text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {clip(value)}"
 
 
 # Validators. Each takes attrs' (instance, attribute, value) and raises with the field named.

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ._cache import FlagCache
+from ._cache import FlagCache, RecentIds
 from ._decode import decode
 from ._events import WebhookEvent
 from ._signing import find_header, standard_key, verify_flagsmith, verify_standard
@@ -93,25 +91,6 @@ def verify_and_decode(
     return decode(raw, event_id=event_id)
 
 
-class _Seen:
-    """A bounded, thread-safe set of recently accepted event ids."""
-
-    def __init__(self, size: int) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def __contains__(self, event_id: str) -> bool:
-        with self._lock:
-            return event_id in self._ids
-
-    def add(self, event_id: str) -> None:
-        with self._lock:
-            self._ids[event_id] = None
-            if len(self._ids) > self._size:
-                self._ids.popitem(last=False)
-
-
 class WebhookReceiver:
     """A WSGI application that receives web hooks (runs under ``wsgiref``, gunicorn, any PEP 3333 server).
 
@@ -157,7 +136,7 @@ class WebhookReceiver:
         self._max = max_body_bytes
         self._tolerance = tolerance
         self._allow_unsigned = allow_unsigned
-        self._seen = _Seen(self._REMEMBERED_IDS)
+        self._seen = RecentIds(self._REMEMBERED_IDS)
 
     def __repr__(self) -> str:
         schemes = [name for name, on in (("flagsmith", self._secret), ("standard", self._standard)) if on]
