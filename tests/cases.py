@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,12 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
 
 
+VECTORS = ROOT / "tests" / "vectors"  # copied from the documentation; tests/vectors/README.md says from where
+
+
 def vectors_dir() -> Path:
-    """``../shared/vectors`` beside the checkout (override with FLAGHOOKS_VECTORS)."""
-    path = Path(os.environ.get("FLAGHOOKS_VECTORS", ROOT.parent / "shared" / "vectors"))
-    if not (path / "flag_updated.classic.json").is_file():
-        raise RuntimeError(f"the shared test vectors are not at {path}; set FLAGHOOKS_VECTORS")
-    return path
+    """The documented payloads and published signature vectors, committed under ``tests/vectors``."""
+    return VECTORS
 
 
 def vector_bytes(name: str) -> bytes:
