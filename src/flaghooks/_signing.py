@@ -74,11 +74,15 @@ def verify_flagsmith_key(data: bytes, signature: object, key: bytes) -> None:
     """:func:`verify_flagsmith` with the key already made (a receiver makes it once, not per request)."""
     if not isinstance(signature, str):
         raise SignatureError(f"malformed signature: expected a str of 64 hex digits, got {type(signature).__name__}")
+    # A match is exactly 64 lowercase hex digits; which way a mismatch is wrong is only worked out after it, so a
+    # genuine request pays for the HMAC and one comparison (compare_digest needs ASCII text, hence isascii).
+    matches = len(signature) == 64 and signature.isascii()
+    if matches and hmac.compare_digest(hmac.digest(key, data, "sha256").hex(), signature):
+        return
     # Exactly 64 lowercase hex digits, as Flagsmith sends: any other spelling is not this scheme's signature.
     if len(signature) != 64 or not _HEX.issuperset(signature):
         raise SignatureError("malformed signature: expected 64 lowercase hex digits")
-    if not hmac.compare_digest(hmac.digest(key, data, "sha256").hex(), signature):
-        raise SignatureError("signature does not match the body")
+    raise SignatureError("signature does not match the body")
 
 
 # --- Standard Webhooks ------------------------------------------------------------------------------------
@@ -151,6 +155,8 @@ def check_headers(headers: object) -> None:
 
     A wrong argument is a programming error, not a bad request: it must not pass for a failed signature.
     """
+    if type(headers) is dict:
+        return
     if isinstance(headers, list | tuple):
         for pair in headers:
             if not isinstance(pair, tuple | list) or len(pair) != 2:
@@ -176,12 +182,16 @@ def collect_headers(headers: Headers, wanted: frozenset[str] = WANTED_HEADERS) -
     pairs: Iterable[Any] = headers if isinstance(headers, list | tuple) else cast(HeaderItems, headers).items()
     found: dict[str, object] = {}
     for name, value in pairs:
-        if isinstance(name, bytes):
-            name = name.decode("latin-1")
-        if isinstance(name, str):
+        if type(name) is str:
             key = name.lower()
-            if key in wanted and key not in found:
-                found[key] = value
+        elif isinstance(name, bytes):
+            key = name.decode("latin-1").lower()
+        elif isinstance(name, str):
+            key = str(name).lower()
+        else:
+            continue
+        if key in wanted and key not in found:
+            found[key] = value
     return found
 
 

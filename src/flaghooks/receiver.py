@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 from ._cache import FlagCache
 from ._decode import decode
@@ -128,14 +128,6 @@ def verify_and_decode(
         raise SignatureError(f"cannot verify: {type(exc).__name__}") from None
     return decode(raw, event_id=verifier(raw, found))
 
-
-# The WSGI names of the headers a verifier reads (PEP 3333: HTTP_ and the name upper-cased, "-" as "_").
-_ENVIRON_HEADERS: Final = (
-    (FLAGSMITH_HEADER, "HTTP_X_FLAGSMITH_SIGNATURE"),
-    ("webhook-id", "HTTP_WEBHOOK_ID"),
-    ("webhook-timestamp", "HTTP_WEBHOOK_TIMESTAMP"),
-    ("webhook-signature", "HTTP_WEBHOOK_SIGNATURE"),
-)
 
 _Answer = tuple[str, bytes | dict[str, Any], list[tuple[str, str]]]
 
@@ -282,7 +274,13 @@ class WebhookReceiver:
         body = self._body(environ)
         if not isinstance(body, bytes):
             return body
-        found = {name: environ.get(key) for name, key in _ENVIRON_HEADERS}
+        get = environ.get
+        found = {
+            FLAGSMITH_HEADER: get("HTTP_X_FLAGSMITH_SIGNATURE"),
+            "webhook-id": get("HTTP_WEBHOOK_ID"),
+            "webhook-timestamp": get("HTTP_WEBHOOK_TIMESTAMP"),
+            "webhook-signature": get("HTTP_WEBHOOK_SIGNATURE"),
+        }
         try:
             event = decode(body, event_id=self._verify(body, found))
         except SignatureError as exc:
