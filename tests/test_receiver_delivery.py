@@ -171,6 +171,13 @@ class TestBodies:
         assert call(receiver, environ)[0] == "413 Content Too Large"
         assert stream.taken == 100_001
 
+    def test_length_that_is_not_text_is_400(self) -> None:
+        """A server handing a CONTENT_LENGTH that is not a str (against PEP 3333) gets 400, not a crash."""
+        receiver = WebhookReceiver(secret=SECRET)
+        assert (
+            call(receiver, environ_for(BODY, flagsmith_signed(BODY), CONTENT_LENGTH=len(BODY)))[0] == "400 Bad Request"
+        )
+
     def test_unknown_length_is_411(self) -> None:
         """Without Content-Length and without a server that ends the stream, the length cannot be known: 411."""
         receiver = WebhookReceiver(secret=SECRET)
@@ -299,6 +306,18 @@ class TestConcurrentCopies:
         assert post(address, BODY, headers)[2] == {"duplicate": False, "event_id": "msg_flaky"}
         assert post(address, BODY, headers)[2] == {"duplicate": True, "event_id": "msg_flaky"}
         assert calls == ["msg_flaky", "msg_flaky"]
+
+    def test_remembers_a_bounded_number_of_ids(self) -> None:
+        """Only the newest handled ids are remembered: past the bound, the oldest is forgotten first."""
+
+        class Small(WebhookReceiver):
+            _REMEMBERED_IDS = 2
+
+        seen: list[str] = []
+        receiver = Small(secret=SECRET, standard_secrets=STANDARD, on_event=lambda event: seen.append(event.id))
+        for msg_id in ["m1", "m2", "m2", "m3", "m3", "m1"]:
+            assert call(receiver, environ_for(BODY, both_signed(BODY, msg_id)))[0] == "200 OK"
+        assert seen == ["m1", "m2", "m3", "m1"]
 
     def test_handler_interrupted_releases_the_claim(self) -> None:
         """Even an exception that is not an Exception (KeyboardInterrupt) leaves the id free for a retry."""

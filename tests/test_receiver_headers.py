@@ -166,3 +166,31 @@ def test_wrong_argument_type_is_type_error(wrong: object) -> None:
     """Something that is not a headers object at all is a TypeError naming headers, never a SignatureError."""
     with pytest.raises(TypeError, match="headers"):
         verify_and_decode(BODY, wrong, secret=SECRET)  # type: ignore[arg-type]
+
+
+def test_find_header_reads_any_headers_object() -> None:
+    """find_header (the one-name lookup) reads the same objects, whatever the case of the name there."""
+    from werkzeug.datastructures import Headers
+
+    from flaghooks._signing import find_header
+
+    assert find_header(Headers(wire_headers()), "webhook-id") == "msg_7"
+    assert find_header(asgi_pairs(), "webhook-id") == b"msg_7"
+    assert find_header({"Other": "x"}, "webhook-id") is None
+    with pytest.raises(TypeError, match="headers"):
+        find_header("webhook-id: msg_7", "webhook-id")  # type: ignore[arg-type]
+
+
+def test_header_names_that_are_not_text_are_skipped() -> None:
+    """A name that is neither str nor bytes names no header: the request is missing its signature."""
+    pairs: list[tuple[Any, str]] = [(5, sign_flagsmith(BODY, SECRET)), (None, "x")]
+    with pytest.raises(SignatureError, match="missing x-flagsmith-signature"):
+        verify_and_decode(BODY, pairs, secret=SECRET)
+
+
+def test_unencodable_webhook_id_is_a_signature_error() -> None:
+    """A webhook-id that cannot be encoded (a lone surrogate) cannot have been signed: SignatureError."""
+    headers = dict(wire_headers())
+    headers["Webhook-Id"] = "msg_\udc80"
+    with pytest.raises(SignatureError, match="cannot verify"):
+        verify_and_decode(BODY, headers, standard_secrets=SECRET)

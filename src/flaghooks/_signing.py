@@ -182,12 +182,10 @@ def collect_headers(headers: Headers, wanted: frozenset[str] = WANTED_HEADERS) -
     pairs: Iterable[Any] = headers if isinstance(headers, list | tuple) else cast(HeaderItems, headers).items()
     found: dict[str, object] = {}
     for name, value in pairs:
-        if type(name) is str:
+        if isinstance(name, str):
             key = name.lower()
         elif isinstance(name, bytes):
             key = name.decode("latin-1").lower()
-        elif isinstance(name, str):
-            key = str(name).lower()
         else:
             continue
         if key in wanted and key not in found:
@@ -204,7 +202,7 @@ def find_header(headers: Headers, name: str) -> object:
 def header_text(found: Mapping[str, object], name: str) -> str:
     """Header ``name`` from :func:`collect_headers`' result as text; :class:`SignatureError` if absent or odd."""
     value = found.get(name)
-    if type(value) is str:
+    if isinstance(value, str):
         return value
     if value is None:
         raise SignatureError(f"missing {name} header")
@@ -213,8 +211,6 @@ def header_text(found: Mapping[str, object], name: str) -> str:
             return value.decode("ascii")
         except UnicodeDecodeError:
             raise SignatureError(f"malformed {name} header: not ASCII") from None
-    if isinstance(value, str):
-        return str(value)
     raise SignatureError(f"malformed {name} header")
 
 
