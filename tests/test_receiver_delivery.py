@@ -454,3 +454,12 @@ def test_every_corpus_payload_is_answered_2xx() -> None:
     for label, body in bodies:
         status, _, answer = call(receiver, environ_for(body, flagsmith_signed(body)))
         assert status.startswith("2"), (label, status, answer)
+
+
+def test_answer_is_json_whatever_the_id() -> None:
+    """The 200 answer is built without json.dumps of a dict; it is still the same JSON for ids with quotes."""
+    receiver = WebhookReceiver(secret=SECRET, standard_secrets=STANDARD)
+    for msg_id in ['msg_"quoted"', "msg_back\\slash", "msg_plain"]:
+        environ = environ_for(BODY, both_signed(BODY, msg_id), REQUEST_METHOD="POST")
+        answer = b"".join(receiver(environ, lambda status, headers: None))
+        assert answer == json.dumps({"event_id": msg_id, "duplicate": False}, sort_keys=True).encode()
