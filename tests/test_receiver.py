@@ -105,14 +105,14 @@ class TestVerifyAndDecode:
             verify_and_decode(BODY.decode(), {}, allow_unsigned=True)  # type: ignore[arg-type]
 
     def test_bad_webhook_id(self) -> None:
-        """A webhook-id the decoder cannot use is a PayloadError."""
+        """A signed webhook-id the decoder cannot use is a PayloadError."""
         with pytest.raises(PayloadError) as info:
-            verify_and_decode(BODY, {"webhook-id": "has space"}, allow_unsigned=True)
+            verify_and_decode(BODY, standard_headers(BODY, msg_id="has space"), standard_secrets=STANDARD)
         assert info.value.path == "event_id"
 
-    @pytest.mark.parametrize("headers", [None, ["x"], {"X-Flagsmith-Signature": 5}])
-    def test_odd_headers(self, headers: Any) -> None:
-        """Odd headers are SignatureErrors, nothing else."""
+    @pytest.mark.parametrize("headers", [{"X-Flagsmith-Signature": 5}, [("X-Flagsmith-Signature", None)]])
+    def test_odd_header_values(self, headers: Any) -> None:
+        """Header values that are not text are SignatureErrors, nothing else."""
         with pytest.raises(SignatureError):
             verify_and_decode(BODY, headers, secret=SECRET)
 

@@ -113,14 +113,17 @@ class TestRejects:
         with pytest.raises(SignatureError, match="no webhook-signature matches"):
             verify_standard(BODY, headers(VECTOR["signature"], msg_id="msg_other"), SECRET, now=STAMP)
 
-    @pytest.mark.parametrize(
-        "weird",
-        [None, 5, "headers", {"webhook-id": None}, {1: 2}, {"webhook-id": b"\xff"}],
-    )
+    @pytest.mark.parametrize("weird", [{"webhook-id": None}, {1: 2}, {"webhook-id": b"\xff"}, [(b"webhook-id", 5)]])
     def test_weird_headers(self, weird: object) -> None:
-        """Whatever the headers, only SignatureError."""
+        """Whatever the headers hold, only SignatureError."""
         with pytest.raises(SignatureError):
             verify_standard(BODY, weird, SECRET, now=STAMP)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("wrong", [None, 5, "headers", b"webhook-id: x", ["webhook-id"], [("a", "b", "c")]])
+    def test_not_headers(self, wrong: object) -> None:
+        """Something that is not a headers object at all is a TypeError (a programming error), not a bad request."""
+        with pytest.raises(TypeError, match="headers"):
+            verify_standard(BODY, wrong, SECRET, now=STAMP)  # type: ignore[arg-type]
 
     def test_odd_values(self) -> None:
         """A header value that is not text, an empty id and a secret that is not a str are SignatureErrors."""

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ._cache import FlagCache, RecentIds
+from ._cache import FlagCache
 from ._decode import decode
-from ._events import WebhookEvent
-from ._signing import find_header, standard_key, verify_flagsmith, verify_standard
+from ._events import EventType, WebhookEvent
+from ._models import clip
+from ._signing import (
+    FLAGSMITH_HEADER,
+    Headers,
+    check_headers,
+    collect_headers,
+    header_text,
+    standard_key,
+    verify_flagsmith_key,
+    verify_standard_found,
+)
 from .exceptions import ConfigError, PayloadError, SignatureError
 
 __all__ = ["FlagCache", "WebhookReceiver", "verify_and_decode"]
@@ -25,35 +37,60 @@ logger = logging.getLogger("flaghooks.receiver")
 StartResponse = Callable[..., Any]
 
 
-def _check_config(secret: object, standard_secrets: object, allow_unsigned: object) -> None:
+class _Verifier:
+    """One configuration's checks, with its keys made once: verifying a request is then HMACs and lookups."""
+
+    __slots__ = ("flagsmith_key", "standard_keys", "tolerance")
+
+    def __init__(self, secret: str | None, standard_keys: list[bytes] | None, tolerance: float) -> None:
+        self.flagsmith_key = None if secret is None else secret.encode("utf-8")
+        self.standard_keys = standard_keys
+        self.tolerance = tolerance
+
+    def __call__(self, raw: bytes, found: Mapping[str, object]) -> str | None:
+        """Check the signatures configured; the event id to use: the webhook-id only when it was signed."""
+        try:
+            if self.flagsmith_key is not None:
+                verify_flagsmith_key(raw, header_text(found, FLAGSMITH_HEADER), self.flagsmith_key)
+            if self.standard_keys is not None:
+                return verify_standard_found(raw, found, self.standard_keys, self.tolerance, None)
+        except SignatureError:
+            raise
+        except Exception as exc:  # odd header values (a surrogate in an id, ...): the request is not verifiable
+            raise SignatureError(f"cannot verify: {type(exc).__name__}") from None
+        # Only a Standard Webhooks signature covers webhook-id. Unsigned, it would let anyone replay a captured
+        # body under new ids (running on_event again) or burn the ids of events still to come; the id derived
+        # from the body's digest is covered by the Flagsmith signature instead.
+        return None
+
+
+def _configure(secret: object, standard_secrets: object, allow_unsigned: object, tolerance: float) -> _Verifier:
     if type(allow_unsigned) is not bool:
         raise ConfigError("allow_unsigned must be a bool")
     if secret is not None and (not isinstance(secret, str) or not secret):
         raise ConfigError("secret must be a non-empty str (the endpoint's Flagsmith secret)")
+    keys = None
     if standard_secrets is not None:
         candidates = [standard_secrets] if isinstance(standard_secrets, str) else standard_secrets
         if not isinstance(candidates, Sequence) or not candidates:
             raise ConfigError("standard_secrets must be a whsec_ secret or a non-empty sequence of them")
+        keys = []
         for index, candidate in enumerate(candidates):
             try:
-                standard_key(candidate)
+                keys.append(standard_key(candidate))
             except ValueError as exc:
                 raise ConfigError(f"standard_secrets[{index}] is not a Standard Webhooks secret: {exc}") from None
-    if secret is None and standard_secrets is None and not allow_unsigned:
+    if secret is None and keys is None and not allow_unsigned:
         raise ConfigError(
             "give secret= (X-Flagsmith-Signature), standard_secrets= (Standard Webhooks) or both; "
             "allow_unsigned=True accepts unsigned requests, for local testing only"
         )
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = find_header(headers, name)
-    return value if isinstance(value, str) else None
+    return _Verifier(secret, keys, tolerance)
 
 
 def verify_and_decode(
     body: bytes,
-    headers: Mapping[str, str],
+    headers: Headers,
     *,
     secret: str | None = None,
     standard_secrets: str | Sequence[str] | None = None,
@@ -62,33 +99,70 @@ def verify_and_decode(
 ) -> WebhookEvent:
     """Verify a request's signatures over its raw ``body`` and decode it.
 
+    ``headers`` is the request's headers as the framework has them: a dict, werkzeug's (Flask's)
+    ``request.headers``, Django's ``request.headers``, an ``http.client.HTTPMessage``, Starlette's ``Headers``,
+    or a list of (name, value) pairs (str or bytes, as ASGI has them); names are case-insensitive.
+
     With ``secret``, a valid ``X-Flagsmith-Signature`` is required; with ``standard_secrets`` (one ``whsec_``
     secret or several, for rotation), valid Standard Webhooks headers within ``tolerance`` seconds; with both,
-    both are. With neither, :class:`ConfigError` (a programming error), unless ``allow_unsigned=True``. The
-    event id is the ``webhook-id`` header when there is one.
+    both are. With neither, :class:`ConfigError` (a programming error), unless ``allow_unsigned=True``.
 
-    For any request it raises only :class:`SignatureError` or :class:`PayloadError`.
+    The event id is the ``webhook-id`` header only when a Standard Webhooks signature, which covers it, was
+    verified. Otherwise ``webhook-id`` is ignored and the id is derived from the body's digest (which the
+    Flagsmith signature covers), so a captured body replayed under new ids keeps its one id, and nobody can
+    use up the ids of events still to come.
+
+    For any request it raises only :class:`SignatureError` or :class:`PayloadError`; ``headers`` that are not
+    a headers object at all (``None``, a str, a list of anything but pairs) are a ``TypeError``.
     """
-    _check_config(secret, standard_secrets, allow_unsigned)
+    verifier = _configure(secret, standard_secrets, allow_unsigned, tolerance)
     if not isinstance(body, bytes | bytearray | memoryview):
         raise PayloadError(f"body must be the raw bytes received, got {type(body).__name__}")
-    if not isinstance(headers, Mapping):
-        raise SignatureError(f"headers must be a mapping, got {type(headers).__name__}")
-    raw = bytes(body)
+    check_headers(headers)
+    raw = body if type(body) is bytes else bytes(body)
     try:
-        if secret is not None:
-            signature = _header(headers, "x-flagsmith-signature")
-            if signature is None:
-                raise SignatureError("missing x-flagsmith-signature header")
-            verify_flagsmith(raw, signature, secret)
-        if standard_secrets is not None:
-            verify_standard(raw, headers, standard_secrets, tolerance=tolerance)
-        event_id = _header(headers, "webhook-id")
-    except SignatureError:
-        raise
-    except Exception as exc:  # an odd headers mapping: the request is not verifiable
+        found = collect_headers(headers)
+    except Exception as exc:  # a headers object that fails while read: the request is not verifiable
         raise SignatureError(f"cannot verify: {type(exc).__name__}") from None
-    return decode(raw, event_id=event_id)
+    return decode(raw, event_id=verifier(raw, found))
+
+
+_Answer = tuple[str, bytes | dict[str, Any], list[tuple[str, str]]]
+
+
+class _Claims:
+    """Which event ids are being handled and which were handled (the newest ``size``), under one lock.
+
+    Claiming before the cache and ``on_event`` run is what makes de-duplication atomic: of concurrent copies
+    of one event exactly one is handled, and the others are told to come back.
+    """
+
+    __slots__ = ("_busy", "_done", "_lock", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._busy: set[str] = set()
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def claim(self, event_id: str) -> bool | None:
+        """True when claimed (the caller handles it), False when handled already, None when being handled."""
+        with self._lock:
+            if event_id in self._done:
+                return False
+            if event_id in self._busy:
+                return None
+            self._busy.add(event_id)
+            return True
+
+    def release(self, event_id: str, handled: bool) -> None:
+        """Give a claim back: remembered as handled, or (the handling failed) free to be claimed again."""
+        with self._lock:
+            self._busy.discard(event_id)
+            if handled:
+                self._done[event_id] = None
+                if len(self._done) > self._size:
+                    self._done.popitem(last=False)
 
 
 class WebhookReceiver:
@@ -96,13 +170,21 @@ class WebhookReceiver:
 
     Each request is answered:
 
-    - 405 (with ``Allow: POST``) for any method but POST; 411 without ``Content-Length``; 413, without reading
-      it, for a body over ``max_body_bytes``;
+    - 405 (with ``Allow: POST``) for any method but POST; 400 for a ``Content-Length`` that is not ASCII
+      digits; 413, without reading it, for a body over ``max_body_bytes``; a body without ``Content-Length``
+      (chunked) is read when the server has decoded it (it sets ``wsgi.input_terminated``, as gunicorn does),
+      at most ``max_body_bytes`` + 1 bytes of it (413 past the limit), and is 411 otherwise;
     - 401 when a signature is missing or wrong, or a Standard Webhooks timestamp is outside ``tolerance``;
     - 400 for a body that is not a valid event;
-    - 500 when the ``cache`` or ``on_event`` raised (logged; the sender will retry);
-    - 200 once the event is in the cache and ``on_event`` has run; an event id already accepted is answered
+    - 503 with ``Retry-After: 1`` while another copy of the same event (same event id) is being handled: the
+      event is handled once, and the sender is told to come back for the outcome;
+    - 500 when the ``cache`` or ``on_event`` raised (logged; the event may be sent again, and is handled again);
+    - 200 once the event is in the cache and ``on_event`` has run; an event id already handled is answered
       200 again without running ``on_event`` (a retry after a lost response).
+
+    The event id is as :func:`verify_and_decode` gives it: ``webhook-id`` only when Standard Webhooks
+    signatures are verified, else derived from the body. An event type flaghooks does not know is answered
+    200, passed to ``on_event`` and left out of the cache; each such type name is logged once.
 
     ``secret``, ``standard_secrets`` and ``allow_unsigned`` are as for :func:`verify_and_decode`. ``cache``
     defaults to a new :class:`FlagCache`, available as ``receiver.cache``. Responses are small JSON documents
@@ -110,6 +192,7 @@ class WebhookReceiver:
     """
 
     _REMEMBERED_IDS = 65536
+    _REMEMBERED_UNKNOWN_TYPES = 256
 
     def __init__(
         self,
@@ -122,7 +205,7 @@ class WebhookReceiver:
         tolerance: float = 300,
         allow_unsigned: bool = False,
     ) -> None:
-        _check_config(secret, standard_secrets, allow_unsigned)
+        self._verify = _configure(secret, standard_secrets, allow_unsigned, tolerance)
         if cache is not None and not isinstance(cache, FlagCache):
             raise ConfigError(f"cache must be a FlagCache, got {type(cache).__name__}")
         if on_event is not None and not callable(on_event):
@@ -130,26 +213,23 @@ class WebhookReceiver:
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
             raise ConfigError(f"max_body_bytes must be a positive int, got {max_body_bytes!r}")
         self.cache = cache if cache is not None else FlagCache()
-        self._secret = secret
-        self._standard = standard_secrets
+        self._schemes = [name for name, on in (("flagsmith", secret), ("standard", standard_secrets)) if on]
         self._on_event = on_event
         self._max = max_body_bytes
-        self._tolerance = tolerance
-        self._allow_unsigned = allow_unsigned
-        self._seen = RecentIds(self._REMEMBERED_IDS)
+        self._claims = _Claims(self._REMEMBERED_IDS)
+        self._unknown_types: set[str] = set()
+        self._unknown_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        schemes = [name for name, on in (("flagsmith", self._secret), ("standard", self._standard)) if on]
-        return f"WebhookReceiver(verifies={schemes or ['nothing']}, max_body_bytes={self._max})"
+        return f"WebhookReceiver(verifies={self._schemes or ['nothing']}, max_body_bytes={self._max})"
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         status, body, extra = self._handle(environ)
-        payload = json.dumps(body, sort_keys=True).encode()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *extra]
-        start_response(status, headers)
+        payload = body if isinstance(body, bytes) else json.dumps(body, sort_keys=True).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *extra])
         return [payload]
 
-    def _reject(self, status: str, reason: str, environ: dict[str, Any]) -> tuple[str, dict[str, Any], list[Any]]:
+    def _reject(self, status: str, reason: str, environ: dict[str, Any]) -> _Answer:
         logger.warning(
             "rejected %s %s from %s: %s %s",
             environ.get("REQUEST_METHOD"),
@@ -160,14 +240,22 @@ class WebhookReceiver:
         )
         return status, {"error": reason}, []
 
-    def _handle(self, environ: dict[str, Any]) -> tuple[str, dict[str, Any], list[Any]]:
-        if environ.get("REQUEST_METHOD") != "POST":
-            status, answer, _ = self._reject("405 Method Not Allowed", "only POST is accepted", environ)
-            return status, answer, [("Allow", "POST")]
-        length_text = (environ.get("CONTENT_LENGTH") or "").strip()
+    def _body(self, environ: dict[str, Any]) -> bytes | _Answer:
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        if not isinstance(length_text, str):
+            return self._reject("400 Bad Request", "invalid Content-Length", environ)
+        length_text = length_text.strip()
         if not length_text:
-            return self._reject("411 Length Required", "a Content-Length is required", environ)
-        if not length_text.isdigit():
+            if not environ.get("wsgi.input_terminated"):
+                return self._reject("411 Length Required", "a Content-Length is required", environ)
+            # The server decoded the body (chunked) and ends the stream with it: one byte past the limit is
+            # enough to know the body is too large, without holding any more of it.
+            body = _read(environ["wsgi.input"], self._max + 1)
+            if len(body) > self._max:
+                return self._reject("413 Content Too Large", f"the body is over {self._max} bytes", environ)
+            return body
+        # isdigit() alone accepts "²" and other digits int() refuses: only ASCII digits are a length.
+        if not (length_text.isascii() and length_text.isdigit()):
             return self._reject("400 Bad Request", "invalid Content-Length", environ)
         length = int(length_text)
         if length > self._max:
@@ -175,35 +263,72 @@ class WebhookReceiver:
         body = _read(environ["wsgi.input"], length)
         if len(body) != length:
             return self._reject("400 Bad Request", "the body is shorter than its Content-Length", environ)
-        headers = {
-            key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
+        return body
+
+    def _handle(self, environ: dict[str, Any]) -> _Answer:
+        if environ.get("REQUEST_METHOD") != "POST":
+            status, answer, _ = self._reject("405 Method Not Allowed", "only POST is accepted", environ)
+            return status, answer, [("Allow", "POST")]
+        body = self._body(environ)
+        if not isinstance(body, bytes):
+            return body
+        get = environ.get
+        found = {
+            FLAGSMITH_HEADER: get("HTTP_X_FLAGSMITH_SIGNATURE"),
+            "webhook-id": get("HTTP_WEBHOOK_ID"),
+            "webhook-timestamp": get("HTTP_WEBHOOK_TIMESTAMP"),
+            "webhook-signature": get("HTTP_WEBHOOK_SIGNATURE"),
         }
         try:
-            event = verify_and_decode(
-                body,
-                headers,
-                secret=self._secret,
-                standard_secrets=self._standard,
-                tolerance=self._tolerance,
-                allow_unsigned=self._allow_unsigned,
-            )
+            event = decode(body, event_id=self._verify(body, found))
         except SignatureError as exc:
             return self._reject("401 Unauthorized", str(exc), environ)
         except PayloadError as exc:
             return self._reject("400 Bad Request", str(exc), environ)
-        if event.id in self._seen:
-            return "200 OK", {"event_id": event.id, "duplicate": True}, []
+        event_id = event.id
+        claimed = self._claims.claim(event_id)
+        if claimed is None:
+            answer = {"error": "another copy of this event is being handled; try again", "event_id": event_id}
+            return "503 Service Unavailable", answer, [("Retry-After", "1")]
+        if not claimed:
+            return "200 OK", _accepted(event_id, b"true"), []
+        handled = False
         try:
             self.cache.apply(event)
+            kind: object = event.event_type
+            if not isinstance(kind, EventType):
+                self._note_unknown(str(kind))
             if self._on_event is not None:
                 self._on_event(event)
+            handled = True
         except Exception:
             logger.exception(
-                "handling %s %s failed; answering 500 so that it is sent again", event.event_type, event.id
+                "handling %s %s failed; answering 500 so that it is sent again", event.event_type, event_id
             )
             return "500 Internal Server Error", {"error": "the event could not be handled"}, []
-        self._seen.add(event.id)
-        return "200 OK", {"event_id": event.id, "duplicate": False}, []
+        finally:
+            self._claims.release(event_id, handled)
+        return "200 OK", _accepted(event_id, b"false"), []
+
+    def _note_unknown(self, kind: str) -> None:
+        with self._unknown_lock:
+            if kind in self._unknown_types or len(self._unknown_types) > self._REMEMBERED_UNKNOWN_TYPES:
+                return
+            self._unknown_types.add(kind)
+            full = len(self._unknown_types) > self._REMEMBERED_UNKNOWN_TYPES
+        if full:
+            logger.warning("over %d unknown event types received; no more are logged", self._REMEMBERED_UNKNOWN_TYPES)
+        else:
+            logger.warning(
+                "received event type %s, which flaghooks does not know: answered 200 and passed to on_event, "
+                "the cache ignores it (logged once per type)",
+                clip(kind),
+            )
+
+
+def _accepted(event_id: str, duplicate: bytes) -> bytes:
+    # What json.dumps(..., sort_keys=True) gives, without building a dict and sorting it per request.
+    return b'{"duplicate": ' + duplicate + b', "event_id": ' + json.dumps(event_id).encode() + b"}"
 
 
 def _read(stream: Any, length: int) -> bytes:
