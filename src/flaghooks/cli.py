@@ -218,7 +218,7 @@ def _demo(args: argparse.Namespace) -> int:
                 for result in hooks.publish(event):
                     row = {
                         "step": label,
-                        "event": result.event_type.value,
+                        "event": str(result.event_type),
                         "event_id": result.event_id,
                         "target": describe_target(event),
                         "ok": result.ok,
@@ -322,7 +322,7 @@ class _PrintRejections(logging.Handler):
 def _listen(args: argparse.Namespace) -> int:
     def show(event: WebhookEvent) -> None:
         data = event.data
-        line = f"{event.event_type.value} {describe_target(event)}"
+        line = f"{event.event_type} {describe_target(event)}"
         if isinstance(data, FlagChange):
             if data.new_state is not None:
                 line += f": enabled={data.new_state.enabled} value={data.new_state.value!r}"
