@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
+import math
+import os
 import random
+import re
 import signal
+import socket
 import sys
 import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from . import __version__
-from ._dispatch import Webhooks
+from ._dispatch import Webhooks, sample_event_types
 from ._endpoints import Endpoint, Signing
 from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed
 from ._models import (
@@ -30,7 +37,7 @@ from ._models import (
     Segment,
 )
 from ._retry import RetryPolicy
-from ._signing import generate_secret, sign_flagsmith, verify_flagsmith
+from ._signing import generate_secret, sign_flagsmith, sign_standard, standard_key, verify_flagsmith, verify_standard
 from ._wire import PayloadFormat
 from .exceptions import ConfigError, SignatureError
 from .receiver import FlagCache, WebhookReceiver
@@ -53,8 +60,26 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+class _WSGIServer6(WSGIServer):
+    address_family = socket.AF_INET6
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).version == 6
+    except ValueError:
+        return False
+
+
 def _serve(app: Callable[..., Iterable[bytes]], host: str, port: int) -> WSGIServer:
+    # wsgiref's server is IPv4 only; an IPv6 literal needs a server class of that address family.
+    if _is_ipv6(host):
+        return make_server(host.strip("[]"), port, app, server_class=_WSGIServer6, handler_class=_QuietHandler)
     return make_server(host, port, app, handler_class=_QuietHandler)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host.strip('[]')}]" if _is_ipv6(host) else host
 
 
 def _out(stream: TextIO, text: str) -> None:
@@ -62,12 +87,22 @@ def _out(stream: TextIO, text: str) -> None:
     stream.flush()
 
 
+def _cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, a cut marked with "..." so it is never mistaken for the whole."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def describe_target(event: WebhookEvent) -> str:
     """A short human description of what an event is about."""
     data = event.data
-    if not isinstance(data, FlagChange):
+    if isinstance(data, AuditLogEntry):
         organisation = data.project.organisation if data.project is not None else None
         return f"audit log of organisation {organisation}" if organisation is not None else "audit log"
+    if not isinstance(data, FlagChange):
+        # A version published (its feature, when the data names one) or an event type flaghooks does not know.
+        feature = getattr(data, "feature", None)
+        name = getattr(feature, "name", None)
+        return f"feature {name}" if isinstance(name, str) else "data flaghooks does not model"
     state = data.new_state if data.new_state is not None else data.previous_state
     assert state is not None
     where = f"{state.feature.name} in {state.environment.name or f'environment {state.environment.id}'}"
@@ -269,7 +304,7 @@ def _demo(args: argparse.Namespace) -> int:
         status = row["status"] if row["status"] is not None else "-"
         _out(
             out,
-            f"{row['step']:<36} {row['event']:<18} {str(row['target'])[:48]:<48} {status!s:>6} "
+            f"{row['step']:<36} {row['event']:<18} {_cut(str(row['target']), 48):<48} {status!s:>6} "
             f"{row['attempts']!s:>5} {row['ms']!s:>7}",
         )
     retried = sum(row["attempts"] != 1 for row in rows)
@@ -288,17 +323,124 @@ def _demo(args: argparse.Namespace) -> int:
     return 1
 
 
+# --- secrets from the command line, the environment or a file ------------------------------------------
+
+
+class _UsageError(Exception):
+    """Bad usage found after parsing (a secret that cannot be read or used): one line on stderr, exit 2."""
+
+
+def _add_secret(parser: argparse.ArgumentParser, flag: str, noun: str, use: str) -> None:
+    """``--X``, ``--X-env NAME`` and ``--X-file PATH``: at most one of them gives the secret.
+
+    The environment and file forms keep a secret out of ``ps`` and the shell's history.
+    """
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(f"--{flag}", metavar="SECRET", help=f"{use} (seen by ps: prefer --{flag}-env or -file)")
+    group.add_argument(f"--{flag}-env", metavar="NAME", help=f"read the {noun} from this environment variable")
+    group.add_argument(
+        f"--{flag}-file", metavar="PATH", help=f"read the {noun} from this file (a trailing newline is dropped)"
+    )
+
+
+def _secret(args: argparse.Namespace, flag: str) -> tuple[str | None, str]:
+    """The secret given by ``--flag``, ``--flag-env`` or ``--flag-file`` (None if none), and the option's name
+    as the user wrote it, for messages. Never puts the secret in a message."""
+    attr = flag.replace("-", "_")
+    value = getattr(args, attr)
+    name = f"--{flag}"
+    env = getattr(args, f"{attr}_env")
+    path = getattr(args, f"{attr}_file")
+    if env is not None:
+        name = f"--{flag}-env {env}"
+        value = os.environ.get(env)
+        if value is None:
+            raise _UsageError(f"{name}: the environment variable is not set")
+    elif path is not None:
+        name = f"--{flag}-file {path}"
+        try:
+            with open(path, encoding="utf-8") as handle:
+                value = handle.read()
+        except OSError as exc:
+            raise _UsageError(f"{name}: cannot read it: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise _UsageError(f"{name}: not UTF-8 text") from None
+        value = value.removesuffix("\n").removesuffix("\r")
+    if value is not None and not value:
+        raise _UsageError(f"{name}: the secret must not be empty")
+    return value, name
+
+
+def _standard(secret: str, name: str) -> str:
+    """``secret`` if it is a usable whsec_ secret; otherwise a usage error in the command's terms."""
+    try:
+        standard_key(secret)
+    except ValueError as exc:
+        raise _UsageError(f"{name} is not a Standard Webhooks secret: {exc}") from None
+    return secret
+
+
+class _Scrubber:
+    """Removes what must never be printed (a secret, the credentials of a URL) from text shown to the user."""
+
+    def __init__(self, *values: str | None) -> None:
+        found = sorted({v for v in values if v}, key=len, reverse=True)  # longest first: "user:pass" before "pass"
+        # A short value ("s") would be cut out of ordinary words ("must"): it is removed where it stands alone.
+        self.patterns = [
+            re.compile(re.escape(v) if len(v) >= 8 else rf"(?<![A-Za-z0-9]){re.escape(v)}(?![A-Za-z0-9])")
+            for v in found
+        ]
+
+    def __call__(self, text: str) -> str:
+        for pattern in self.patterns:
+            text = pattern.sub("***", text)
+        return text
+
+
+def _url_credentials(url: str) -> list[str]:
+    """Every piece of a URL's user information that could show up in an error text.
+
+    Parsers disagree about where user information ends (a ``#``, ``?`` or backslash in a password), and their
+    errors quote what they made of it ("Port could not be cast to integer value as 'PA'"), so every piece
+    between the scheme and the last ``@`` before the path counts, as written and percent-decoded.
+    """
+    authority = url.partition("://")[2].split("/", 1)[0]
+    if "@" not in authority:
+        return []
+    userinfo = authority.rpartition("@")[0]
+    pieces = [userinfo, *userinfo.split(":", 1), *re.split(r"[:#?\\]", userinfo)]
+    pieces += [urllib.parse.unquote(piece) for piece in pieces]
+    return [piece for piece in pieces if piece]
+
+
 # --- ping, listen, sign, verify -------------------------------------------------------------------------
+
+# Configuration errors of the models and the receiver, in the command's terms.
+_PING_TERMS = (
+    ("Endpoint.url", "the URL"),
+    ("Endpoint.secret", "--secret"),
+    ("Endpoint.timeout", "--timeout"),
+    ("Signing.STANDARD", "--signing standard"),
+    ("Signing.BOTH", "--signing both"),
+)
 
 
 def _ping(args: argparse.Namespace) -> int:
+    secret, secret_name = _secret(args, "secret")
+    scrub = _Scrubber(secret, *_url_credentials(args.url))
     signing = Signing(args.signing)
+    if secret is not None and signing is not Signing.FLAGSMITH:
+        _standard(secret, secret_name)
     try:
-        endpoint = Endpoint(args.url, secret=args.secret, signing=signing, format=PayloadFormat(args.format))
+        endpoint = Endpoint(
+            args.url, secret=secret, signing=signing, format=PayloadFormat(args.format), timeout=args.timeout
+        )
         transport = HttpTransport(allow_private_addresses=args.allow_private)
     except ConfigError as exc:
-        _out(sys.stderr, f"flaghooks ping: error: {exc}")
-        return 2
+        message = str(exc)
+        for field, term in _PING_TERMS:
+            message = message.replace(field, term)
+        raise _UsageError(scrub(message)) from None
     with Webhooks(transport=transport) as hooks:
         result = hooks.ping(endpoint, event_type=EventType(args.event))
     ms = result.elapsed * 1000
@@ -308,9 +450,9 @@ def _ping(args: argparse.Namespace) -> int:
         return 0
     reason = f"HTTP {result.status}" if result.status is not None else result.error
     detail = f": {answer}" if answer else ""
-    _out(sys.stdout, f"failed in {ms:.0f} ms: {reason}{detail}")
+    _out(sys.stderr, scrub(f"failed in {ms:.0f} ms: {reason}{detail}"))
     if result.status is None and not args.allow_private and "SSRF" in (result.error or ""):
-        _out(sys.stdout, "(pass --allow-private to send to this machine or a private network)")
+        _out(sys.stderr, "(pass --allow-private to send to this machine or a private network)")
     return 1
 
 
@@ -319,7 +461,23 @@ class _PrintRejections(logging.Handler):
         _out(sys.stdout, record.getMessage())
 
 
+_SECRET_OPTIONS = [f"{flag}{form}" for flag in ("secret", "standard-secret") for form in ("", "-env", "-file")]
+
+
 def _listen(args: argparse.Namespace) -> int:
+    given = [f"--{name}" for name in _SECRET_OPTIONS if getattr(args, name.replace("-", "_")) is not None]
+    if args.allow_unsigned and given:
+        raise _UsageError(f"argument --allow-unsigned: not allowed with {given[0]}")
+    secret, _ = _secret(args, "secret")
+    standard, standard_name = _secret(args, "standard-secret")
+    if secret is None and standard is None and not args.allow_unsigned:
+        raise _UsageError(
+            "give --secret (X-Flagsmith-Signature), --standard-secret (Standard Webhooks) or both "
+            "(or their -env/-file forms); --allow-unsigned accepts unsigned requests, for local testing only"
+        )
+    if standard is not None:
+        _standard(standard, standard_name)
+
     def show(event: WebhookEvent) -> None:
         data = event.data
         line = f"{event.event_type} {describe_target(event)}"
@@ -328,39 +486,46 @@ def _listen(args: argparse.Namespace) -> int:
                 line += f": enabled={data.new_state.enabled} value={data.new_state.value!r}"
             else:
                 line += ": removed"
-        else:
+        elif isinstance(data, AuditLogEntry):
             line += f": {data.log}"
         _out(sys.stdout, f"{line} [{event.id}]")
 
-    try:
-        receiver = WebhookReceiver(
-            secret=args.secret,
-            standard_secrets=args.standard_secret,
-            allow_unsigned=args.allow_unsigned,
-            on_event=show,
-        )
-    except ConfigError as exc:
-        _out(sys.stderr, f"flaghooks listen: error: {exc}")
-        return 2
+    receiver = WebhookReceiver(
+        secret=secret, standard_secrets=standard, allow_unsigned=args.allow_unsigned, on_event=show
+    )
     rejections = logging.getLogger("flaghooks.receiver")
     rejections.addHandler(_PrintRejections(logging.WARNING))
     rejections.propagate = False
     try:
         server = _serve(receiver, args.host, args.port)
     except OSError as exc:
-        _out(sys.stderr, f"flaghooks listen: error: cannot listen on {args.host}:{args.port}: {exc.strerror}")
+        _out(sys.stderr, f"flaghooks listen: error: cannot listen on {args.host} port {args.port}: {exc.strerror}")
         return 2
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM ends the server as Ctrl-C does: cleanly
+        # Raising here (KeyboardInterrupt) would land inside the request being handled, where wsgiref's bare
+        # except turns it into a 500 and serves on. Instead: let the request in flight finish, then stop.
+        # shutdown() waits for the serving loop, which runs in this very thread: call it from another one.
+        if stopping.is_set():  # a second signal: the user means it now, even mid-request
+            sys.stdout.flush()
+            os._exit(128 + signum)
+        stopping.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    checks = "X-Flagsmith-Signature" if args.secret else "Standard Webhooks" if args.standard_secret else "nothing"
-    _out(sys.stdout, f"listening on http://{args.host}:{server.server_port}/ (verifying {checks}); Ctrl-C stops")
+    signal.signal(signal.SIGINT, stop)
+    checks = " and ".join(
+        name for name, given in (("X-Flagsmith-Signature", secret), ("Standard Webhooks", standard)) if given
+    )
+    _out(
+        sys.stdout,
+        f"listening on http://{_url_host(args.host)}:{server.server_port}/ (verifying {checks or 'nothing'}); "
+        "Ctrl-C stops",
+    )
     try:
         server.serve_forever(poll_interval=0.1)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
     return 0
@@ -373,32 +538,55 @@ def _read_input(path: str) -> bytes:
         return handle.read()
 
 
-def _body_for(command: str, args: argparse.Namespace) -> bytes | None:
-    """The bytes to sign or verify; None (after a one-line error) when the secret or the input is unusable."""
-    if not args.secret:
-        _out(sys.stderr, f"flaghooks {command}: error: the secret must not be empty")
-        return None
+def _signing_inputs(command: str, args: argparse.Namespace) -> tuple[bytes, str, str]:
+    """The body, the secret and the secret option's name for sign and verify; usage errors for the rest."""
+    secret, name = _secret(args, "secret")
+    if secret is None:
+        raise _UsageError("one of --secret, --secret-env and --secret-file is required")
+    if args.signing == "standard":
+        _standard(secret, name)
+        if args.id is None:
+            raise _UsageError("--signing standard needs --id (the webhook-id header)")
+    else:
+        for option, value in (("--id", args.id), ("--timestamp", args.timestamp)):
+            if value is not None:
+                raise _UsageError(f"{option} applies to --signing standard only")
+        if command == "verify" and args.tolerance is not None:
+            raise _UsageError("--tolerance applies to --signing standard only")
     try:
-        return _read_input(args.file)
+        body = _read_input(args.file)
     except OSError as exc:
-        _out(sys.stderr, f"flaghooks {command}: error: cannot read {args.file}: {exc.strerror}")
-        return None
+        raise _UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    return body, secret, name
 
 
 def _sign(args: argparse.Namespace) -> int:
-    body = _body_for("sign", args)
-    if body is None:
-        return 2
-    _out(sys.stdout, sign_flagsmith(body, args.secret))
+    body, secret, _ = _signing_inputs("sign", args)
+    if args.signing == "flagsmith":
+        _out(sys.stdout, sign_flagsmith(body, secret))
+        return 0
+    timestamp = args.timestamp if args.timestamp is not None else int(time.time())
+    _out(sys.stdout, f"webhook-id: {args.id}")
+    _out(sys.stdout, f"webhook-timestamp: {timestamp}")
+    _out(sys.stdout, f"webhook-signature: {sign_standard(body, secret=secret, msg_id=args.id, timestamp=timestamp)}")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    body = _body_for("verify", args)
-    if body is None:
-        return 2
+    body, secret, _ = _signing_inputs("verify", args)
     try:
-        verify_flagsmith(body, args.signature, args.secret)
+        if args.signing == "flagsmith":
+            verify_flagsmith(body, args.signature, secret)
+        else:
+            if args.timestamp is None:
+                raise _UsageError("--signing standard needs --timestamp (the webhook-timestamp header)")
+            headers = {
+                "webhook-id": args.id,
+                "webhook-timestamp": str(args.timestamp),
+                "webhook-signature": args.signature,
+            }
+            tolerance = args.tolerance if args.tolerance is not None else 300.0
+            verify_standard(body, headers, secret, tolerance=tolerance)
     except SignatureError as exc:
         _out(sys.stderr, f"invalid: {exc}")
         return 1
@@ -416,8 +604,27 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _seconds(positive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text}")
+        return value
+
+    return parse
+
+
+def _unix_time(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 15:
+        raise argparse.ArgumentTypeError(f"not Unix seconds: {text!r}")
+    return int(text)
+
+
 def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
     return int(text)
 
@@ -425,7 +632,7 @@ def _port(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flaghooks", description="Feature-flag web hooks: send, receive, sign, verify.")
     parser.add_argument("--version", action="version", version=f"flaghooks {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="the command to run")
     formats = [f.value for f in PayloadFormat]
 
     demo = commands.add_parser(
@@ -445,13 +652,31 @@ def build_parser() -> argparse.ArgumentParser:
     ping = commands.add_parser(
         "ping",
         help="send one sample event to a URL (Flagsmith's 'test web hook')",
-        description="Send one realistic sample event, one attempt; exit 0 on a 2xx, 1 otherwise.",
+        description="Send one realistic sample event, one attempt; exit 0 on a 2xx, 1 otherwise (the reason "
+        "on stderr). Nothing printed shows the secret or the URL's credentials.",
     )
     ping.add_argument("url", help="the endpoint's URL")
-    ping.add_argument("--secret", help="sign with this secret")
-    ping.add_argument("--signing", choices=[s.value for s in Signing], default="flagsmith", help="default: flagsmith")
+    _add_secret(ping, "secret", "secret", "sign with this secret (a whsec_ secret for --signing standard or both)")
+    ping.add_argument(
+        "--signing",
+        choices=[s.value for s in Signing],
+        default="flagsmith",
+        help="X-Flagsmith-Signature, Standard Webhooks or both (default: flagsmith)",
+    )
     ping.add_argument("--format", choices=formats, default="classic", help="payload format (default: classic)")
-    ping.add_argument("--event", choices=[e.value for e in EventType], default="FLAG_UPDATED")
+    ping.add_argument(
+        "--event",
+        choices=[e.value for e in sample_event_types()],
+        default="FLAG_UPDATED",
+        help="the sample event's type (default: FLAG_UPDATED)",
+    )
+    ping.add_argument(
+        "--timeout",
+        type=_seconds(positive=True),
+        default=10.0,
+        metavar="SECONDS",
+        help="give up on the attempt after this long, connecting and reading included (default: 10)",
+    )
     ping.add_argument(
         "--allow-private",
         action="store_true",
@@ -462,31 +687,64 @@ def build_parser() -> argparse.ArgumentParser:
     listen = commands.add_parser(
         "listen",
         help="serve a verifying receiver and print each event",
-        description="Serve a WebhookReceiver and print one line per verified event, and why for each rejected request.",
+        description="Serve a WebhookReceiver and print one line per verified event, and why for each rejected "
+        "request. Give --secret, --standard-secret or both (each also as -env or -file), or --allow-unsigned. "
+        "SIGTERM or Ctrl-C finishes the request in flight and exits 0; a second one exits at once.",
     )
-    listen.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    listen.add_argument("--host", default="127.0.0.1", help="address to listen on, IPv4 or IPv6 (default: 127.0.0.1)")
     listen.add_argument("--port", type=_port, default=8000, help="default: 8000 (0: any free port)")
-    auth = listen.add_mutually_exclusive_group(required=True)
-    auth.add_argument("--secret", help="require X-Flagsmith-Signature with this secret")
-    auth.add_argument("--standard-secret", help="require Standard Webhooks signatures with this whsec_ secret")
-    auth.add_argument("--allow-unsigned", action="store_true", help="accept unsigned requests (testing only)")
+    _add_secret(listen, "secret", "secret", "require X-Flagsmith-Signature with this secret")
+    _add_secret(
+        listen,
+        "standard-secret",
+        "whsec_ secret",
+        "require Standard Webhooks signatures with this whsec_ secret",
+    )
+    listen.add_argument("--allow-unsigned", action="store_true", help="accept unsigned requests (testing only)")
     listen.set_defaults(run=_listen)
 
     sign = commands.add_parser(
-        "sign", help="print the X-Flagsmith-Signature of a body", description="Print the Flagsmith signature."
+        "sign",
+        help="print the signature of a body",
+        description="Print the X-Flagsmith-Signature of a body, or with --signing standard the three Standard "
+        "Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) to send with it.",
     )
-    sign.add_argument("--secret", required=True)
-    sign.add_argument("file", nargs="?", default="-", help="the body (default: standard input)")
-    sign.set_defaults(run=_sign)
-
     verify = commands.add_parser(
         "verify",
-        help="check an X-Flagsmith-Signature",
-        description="Exit 0 when the signature is valid for the body, 1 otherwise.",
+        help="check the signature of a body",
+        description="Exit 0 when the signature is valid for the body, 1 otherwise (the reason on stderr).",
     )
-    verify.add_argument("--secret", required=True)
-    verify.add_argument("--signature", required=True)
-    verify.add_argument("file", nargs="?", default="-", help="the body (default: standard input)")
+    for sub in (sign, verify):
+        _add_secret(sub, "secret", "secret", "the secret (a whsec_ secret for --signing standard)")
+        sub.add_argument(
+            "--signing",
+            choices=["flagsmith", "standard"],
+            default="flagsmith",
+            help="X-Flagsmith-Signature or Standard Webhooks' webhook-signature (default: flagsmith)",
+        )
+        sub.add_argument("--id", metavar="ID", help="the webhook-id (required with --signing standard)")
+        sub.add_argument(
+            "--timestamp",
+            type=_unix_time,
+            metavar="UNIX",
+            help="the webhook-timestamp in Unix seconds (--signing standard; sign defaults to now)"
+            if sub is sign
+            else "the webhook-timestamp in Unix seconds (required with --signing standard)",
+        )
+        sub.add_argument("file", nargs="?", default="-", help="the body (default: standard input)")
+    verify.add_argument(
+        "--signature",
+        required=True,
+        help="the X-Flagsmith-Signature, or the webhook-signature header (v1,... possibly several)",
+    )
+    verify.add_argument(
+        "--tolerance",
+        type=_seconds(positive=False),
+        metavar="SECONDS",
+        help="--signing standard: how far webhook-timestamp may be from now (default: 300); "
+        "raise it to check a request captured earlier",
+    )
+    sign.set_defaults(run=_sign)
     verify.set_defaults(run=_verify)
     return parser
 
@@ -495,7 +753,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    try:
+        return run(args)
+    except _UsageError as exc:
+        _out(sys.stderr, f"flaghooks {args.command}: error: {exc}")
+        return 2
 
 
 def _entry() -> None:  # pragma: no cover - the console script
