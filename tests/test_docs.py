@@ -97,3 +97,40 @@ def test_doctests(module: str) -> None:
     """Examples in docstrings hold."""
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_worst_case_publish_time_is_stated_from_the_defaults() -> None:
+    """delivery.md, the quickstart and Webhooks' docstring say that publish blocks the caller, and state the
+    worst case for one endpoint computed from the defaults (attempts x timeout + the waits between them)."""
+    policy, endpoint = flaghooks.RetryPolicy(), flaghooks.Endpoint("https://example.com/")
+    waits = [policy.backoff * policy.multiplier ** (n - 1) for n in range(1, policy.attempts)]
+    worst = policy.attempts * endpoint.timeout + sum(waits)
+    stated = f"{worst:g} s"
+    assert stated == "36 s"
+    delivery = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
+    assert "runs in the caller's thread" in delivery and f"3 x 10 + 2 + 4 = {stated}" in delivery
+    assert f"about {stated}" in (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    docstring = " ".join((flaghooks.Webhooks.__doc__ or "").split())
+    assert "runs in the calling thread" in docstring and f"about {stated}" in docstring
+
+
+def test_webhooks_arguments_are_documented() -> None:
+    """Every argument of Webhooks(...) is in its docstring and in delivery.md's table, with why CLASSIC is the
+    default and what becomes of an event a format cannot express."""
+    import inspect
+
+    delivery = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
+    docstring = " ".join((flaghooks.Webhooks.__doc__ or "").split())
+    for name in inspect.signature(flaghooks.Webhooks).parameters:
+        assert f"``{name}``" in docstring and f"| `{name}` |" in delivery, name
+    for text in (docstring, " ".join(delivery.split())):
+        assert "what Flagsmith's server sends today" in text and "0 attempts" in text
+
+
+def test_quickstart_shows_how_to_see_failures() -> None:
+    """Delivery failures are not silent for someone following the quickstart: the page's code passes on_result,
+    and the example configures logging and passes on_result."""
+    page = "\n".join(python_blocks(ROOT / "docs" / "quickstart.md"))
+    assert "on_result=" in page
+    example = (ROOT / "examples" / "quickstart.py").read_text(encoding="utf-8")
+    assert "logging.basicConfig(" in example and "on_result=" in example
