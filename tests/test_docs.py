@@ -161,6 +161,7 @@ def _receiver_example(*args: str, secret: str | None) -> subprocess.Popen[str]:
         (["--serve", "http"], flaghooks.generate_secret(), "not a port number"),
         (["--serve"], flaghooks.generate_secret(), "usage:"),
     ],
+    ids=["no-secret", "not-whsec", "short-key", "bad-port", "no-port"],
 )
 def test_local_cache_receiver_refuses_to_start(args: list[str], secret: str | None, words: str) -> None:
     """The receiver example says what secret it needs and stops with one line, never a traceback, when the
