@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -475,14 +476,29 @@ class TestListen:
             out, _ = _stop(process)
         assert "FLAG_UPDATED flaghooks_ping" in out
 
-    def test_sigterm_finishes_the_request_in_flight(self) -> None:
-        """SIGTERM while a request is being read: the request is answered (not 500), then the process exits 0."""
+    @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+    def test_a_signal_finishes_the_request_in_flight(self, sig: signal.Signals) -> None:
+        """SIGTERM (or Ctrl-C) while a request is being read: the request is answered (not 500), then the
+        process exits 0."""
+        answer, status, out, err = self._signal_mid_request([sig])
+        assert answer.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), answer[:200]
+        assert status == 0 and "FLAG_UPDATED" in out and "Traceback" not in err
+
+    def test_a_second_signal_stops_at_once(self) -> None:
+        """A second SIGTERM does not wait for the request in flight: the process exits 128 + 15 unanswered."""
+        answer, status, _, err = self._signal_mid_request([signal.SIGTERM, signal.SIGTERM])
+        assert answer == b"" and status == 128 + signal.SIGTERM and "Traceback" not in err
+
+    def _signal_mid_request(self, signals: list[signal.Signals]) -> tuple[bytes, int, str, str]:
+        """Start a request, send ``signals`` while its body is still arriving, then send the rest of the body.
+        Returns the answer, the exit status, stdout and stderr."""
         if not Path("/proc/self/fd").is_dir():
             pytest.skip("needs /proc to see when the server has taken the connection")
         process, url, _ = _start_listen("--allow-unsigned")
         port = int(url.rsplit(":", 1)[1].strip("/"))
         fds = f"/proc/{process.pid}/fd"
         body = vector_bytes("flag_updated.classic.json")
+        answer = b""
         try:
             before = len(os.listdir(fds))
             with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
@@ -492,16 +508,32 @@ class TestListen:
                 while len(os.listdir(fds)) == before:  # until the server has accepted this connection
                     assert time.monotonic() < deadline, "the server never took the connection"
                     time.sleep(0.005)
-                process.send_signal(signal.SIGTERM)
-                client.sendall(body[10:])  # the rest of the body, after the signal
-                answer = b""
-                while chunk := client.recv(65536):
-                    answer += chunk
-            assert answer.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), answer[:200]
-            assert process.wait(timeout=10) == 0
+                assert process.stdout is not None
+                process.send_signal(signals[0])
+                # The first signal has been handled once this line is out (two at once could merge into one).
+                assert select.select([process.stdout], [], [], 10)[0], "the signal was not handled"
+                assert process.stdout.readline().startswith("stopping after the request in flight")
+                for sig in signals[1:]:
+                    process.send_signal(sig)
+                if len(signals) > 1:
+                    process.wait(timeout=10)
+                try:
+                    client.sendall(body[10:])  # the rest of the body, after the signal
+                    while chunk := client.recv(65536):
+                        answer += chunk
+                except OSError:  # the process is gone: nothing was answered
+                    pass
+            status = process.wait(timeout=10)
         finally:
             out, err = _stop(process)
-        assert "FLAG_UPDATED" in out and "Traceback" not in err
+        return answer, status, out, err
+
+    def test_cannot_listen(self) -> None:
+        """A port already taken is one line on stderr and exit 2."""
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            result = flaghooks("listen", "--port", str(taken.getsockname()[1]), "--allow-unsigned")
+        assert result.returncode == 2 and "cannot listen on 127.0.0.1 port" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_demo_marks_cut_text() -> None:
@@ -509,3 +541,32 @@ def test_demo_marks_cut_text() -> None:
     result = flaghooks("demo")
     [row] = [line for line in result.stdout.splitlines() if line.startswith("add a beta_users segment override")]
     assert "checkout_banner in Production, segment beta_u..." in row
+
+
+def test_secret_file_must_be_text(tmp_path: Path) -> None:
+    """A secret file that is not UTF-8 text is a usage error naming the option."""
+    path = tmp_path / "secret.bin"
+    path.write_bytes(b"\xff\xfe\x00")
+    result = flaghooks("sign", "--secret-file", str(path), stdin=b"{}")
+    assert result.returncode == 2 and f"--secret-file {path}: not UTF-8 text" in result.stderr
+
+
+def test_hosts_and_targets() -> None:
+    """IPv6 literals (bare or bracketed) are served as IPv6 and bracketed in URLs; names and IPv4 are not; an
+    event whose data flaghooks does not model is described by its feature's name when it has one."""
+    from types import SimpleNamespace
+
+    from flaghooks import WebhookEvent
+    from flaghooks.cli import _is_ipv6, _url_host, describe_target
+
+    assert [_is_ipv6(h) for h in ("::1", "[::1]", "127.0.0.1", "localhost")] == [True, True, False, False]
+    assert (_url_host("::1"), _url_host("[::1]"), _url_host("localhost")) == ("[::1]", "[::1]", "localhost")
+
+    def foreign(data: object) -> WebhookEvent:
+        event = object.__new__(WebhookEvent)
+        for name, value in (("id", "evt_x"), ("event_type", "NEW_VERSION_PUBLISHED"), ("data", data)):
+            object.__setattr__(event, name, value)
+        return event
+
+    assert describe_target(foreign(SimpleNamespace(feature=SimpleNamespace(name="checkout")))) == "feature checkout"
+    assert describe_target(foreign({"feature": {"name": "x"}})) == "data flaghooks does not model"

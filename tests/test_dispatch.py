@@ -341,6 +341,15 @@ class TestResults:
         assert webhooks.ping(A, event_type="FLAG_DELETED").event_type is EventType.FLAG_DELETED  # type: ignore[arg-type]
         assert len(transport.requests) == 1
 
+    def test_sample_events(self) -> None:
+        """Every event type ping offers has a sample of that type; any other is a ConfigError naming them."""
+        from flaghooks._dispatch import sample_event, sample_event_types
+
+        for kind in sample_event_types():
+            assert sample_event(kind).event_type is kind
+        with pytest.raises(ConfigError, match="FLAG_UPDATED, FLAG_DELETED, AUDIT_LOG_CREATED, got 'FLAG_RENAMED'"):
+            sample_event("FLAG_RENAMED")  # type: ignore[arg-type]
+
     def test_default_transport_is_http(self) -> None:
         """Without a transport, Webhooks uses HttpTransport."""
         from flaghooks.transports import HttpTransport

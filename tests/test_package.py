@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 
 import flaghooks
 import flaghooks.exceptions
@@ -99,3 +100,17 @@ def test_import_from_a_source_tree_without_metadata(tmp_path: Path) -> None:
     where, found, agent = result.stdout.splitlines()
     assert Path(where).is_relative_to(tmp_path / "src")
     assert (found, agent) == ("0+unknown", "flaghooks/0+unknown")
+
+
+def test_version_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the distribution's metadata the version reads as unknown; with it, as installed."""
+    from importlib.metadata import PackageNotFoundError
+
+    from flaghooks import _version
+
+    def missing(name: str) -> str:
+        raise PackageNotFoundError(name)
+
+    assert _version._read() == version("flaghooks")
+    monkeypatch.setattr(_version, "version", missing)
+    assert _version._read() == _version.UNKNOWN == "0+unknown"

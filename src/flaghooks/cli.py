@@ -512,7 +512,12 @@ def _listen(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             os._exit(128 + signum)
         stopping.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        threading.Thread(target=shut_down, daemon=True).start()
+
+    def shut_down() -> None:
+        # Printed here, not in the handler: the handler may interrupt a write to stdout in this same thread.
+        _out(sys.stdout, "stopping after the request in flight (signal again to stop at once)")
+        server.shutdown()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
