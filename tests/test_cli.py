@@ -557,10 +557,10 @@ def test_hosts_and_targets() -> None:
     from types import SimpleNamespace
 
     from flaghooks import WebhookEvent
-    from flaghooks.cli import _is_ipv6, _url_host, describe_target
+    from flaghooks._cli_common import describe_target, is_ipv6, url_host
 
-    assert [_is_ipv6(h) for h in ("::1", "[::1]", "127.0.0.1", "localhost")] == [True, True, False, False]
-    assert (_url_host("::1"), _url_host("[::1]"), _url_host("localhost")) == ("[::1]", "[::1]", "localhost")
+    assert [is_ipv6(h) for h in ("::1", "[::1]", "127.0.0.1", "localhost")] == [True, True, False, False]
+    assert (url_host("::1"), url_host("[::1]"), url_host("localhost")) == ("[::1]", "[::1]", "localhost")
 
     def foreign(data: object) -> WebhookEvent:
         event = object.__new__(WebhookEvent)

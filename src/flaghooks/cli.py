@@ -3,49 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import json
 import logging
 import math
 import os
-import random
 import re
 import signal
-import socket
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, TextIO
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import __version__
+from ._cli_common import describe_target, out, serve, url_host
+from ._cli_demo import run_demo
 from ._dispatch import Webhooks, sample_event_types
 from ._endpoints import Endpoint, Signing
-from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed
-from ._models import (
-    AuditLogEntry,
-    Author,
-    Environment,
-    Feature,
-    FeatureSegment,
-    FeatureState,
-    Identity,
-    Project,
-    Segment,
-)
-from ._retry import RetryPolicy
-from ._signing import generate_secret, sign_flagsmith, sign_standard, standard_key, verify_flagsmith, verify_standard
+from ._events import EventType, FlagChange, WebhookEvent
+from ._models import AuditLogEntry
+from ._signing import sign_flagsmith, sign_standard, standard_key, verify_flagsmith, verify_standard
 from ._wire import PayloadFormat
 from .exceptions import ConfigError, SignatureError
-from .receiver import FlagCache, WebhookReceiver
+from .receiver import WebhookReceiver
 from .transports import HttpTransport
 
 __all__ = ["main"]
-
-StartResponse = Callable[..., Any]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,274 +36,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _WSGIServer6(WSGIServer):
-    address_family = socket.AF_INET6
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).version == 6
-    except ValueError:
-        return False
-
-
-def _serve(app: Callable[..., Iterable[bytes]], host: str, port: int) -> WSGIServer:
-    # wsgiref's server is IPv4 only; an IPv6 literal needs a server class of that address family.
-    if _is_ipv6(host):
-        return make_server(host.strip("[]"), port, app, server_class=_WSGIServer6, handler_class=_QuietHandler)
-    return make_server(host, port, app, handler_class=_QuietHandler)
-
-
-def _url_host(host: str) -> str:
-    return f"[{host.strip('[]')}]" if _is_ipv6(host) else host
-
-
-def _out(stream: TextIO, text: str) -> None:
-    stream.write(text + "\n")
-    stream.flush()
-
-
-def _cut(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters, a cut marked with "..." so it is never mistaken for the whole."""
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def describe_target(event: WebhookEvent) -> str:
-    """A short human description of what an event is about."""
-    data = event.data
-    if isinstance(data, AuditLogEntry):
-        organisation = data.project.organisation if data.project is not None else None
-        return f"audit log of organisation {organisation}" if organisation is not None else "audit log"
-    if not isinstance(data, FlagChange):
-        # A version published (its feature, when the data names one) or an event type flaghooks does not know.
-        feature = getattr(data, "feature", None)
-        name = getattr(feature, "name", None)
-        return f"feature {name}" if isinstance(name, str) else "data flaghooks does not model"
-    state = data.new_state if data.new_state is not None else data.previous_state
-    assert state is not None
-    where = f"{state.feature.name} in {state.environment.name or f'environment {state.environment.id}'}"
-    if state.identity is not None:
-        return f"{where}, identity {state.identity.identifier}"
-    fs = state.feature_segment
-    if fs is not None:
-        segment = fs.segment.name if fs.segment is not None else f"feature segment {fs.id}"
-        return f"{where}, segment {segment}"
-    return where
-
-
-def _describe_state(state: FeatureState) -> str:
-    scope = "default"
-    if state.identity is not None:
-        scope = f"identity {state.identity.identifier}"
-    elif state.feature_segment is not None:
-        fs = state.feature_segment
-        scope = f"segment {fs.segment.name}" if fs.segment is not None else f"feature segment {fs.id}"
-    return f"{state.feature.name:<16} {scope:<26} {'on ' if state.enabled else 'off'}  {state.value!r}"
-
-
-# --- demo -----------------------------------------------------------------------------------------------
-
-
-class _FlakyReceiver:
-    """Answers 503 to a fraction of first attempts (by webhook-id), so that retries show."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]], rate: float, seed: int = 7) -> None:
-        self.app, self.rate = app, rate
-        self.random = random.Random(seed)  # noqa: S311 - a demo's coin, not cryptography
-        self.seen: set[str] = set()
-        self.failed = 0
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        event_id = environ.get("HTTP_WEBHOOK_ID", "")
-        first = event_id not in self.seen
-        self.seen.add(event_id)
-        if first and self.rate and self.random.random() < self.rate:
-            self.failed += 1
-            start_response("503 Service Unavailable", [("Content-Type", "application/json")])
-            return [b'{"error": "failing on purpose (--fail-rate)"}']
-        return self.app(environ, start_response)
-
-
-Step = tuple[str, Callable[[], WebhookEvent]]
-
-
-def _story(start: datetime) -> tuple[list[Step], Callable[[FlagCache], list[str]]]:
-    """The scripted story: (label, event builder) steps, and a check of the cache's end state (problems)."""
-    project = Project(1, "Demo shop", organisation=1)
-    production = Environment(10, "Production")
-    created = start - timedelta(days=30)
-    banner = Feature(
-        id=101, name="checkout_banner", project=project, created_date=created, type="CONFIG", initial_value="red"
-    )
-    search = Feature(id=102, name="legacy_search", project=project, created_date=created)
-    beta = FeatureSegment(id=501, segment=Segment(5, "beta_users", "Opted in to beta features"), priority=0)
-    alice = Identity(9001, "alice@example.com")
-    clock = iter(start + timedelta(seconds=i) for i in range(100))
-
-    def state(feature: Feature, enabled: bool, value: Any = None, **override: Any) -> FeatureState:
-        return FeatureState(feature=feature, environment=production, enabled=enabled, value=value, **override)
-
-    banner_off = state(banner, False, "red", id=1)
-    banner_on = state(banner, True, "red", id=1)
-    banner_green = state(banner, True, "green", id=1)
-    segment = state(banner, True, "purple", id=2, feature_segment=beta)
-    identity = state(banner, True, "gold", id=3, identity=alice)
-    search_on = state(search, True, id=4)
-    who = "dana@example.com"
-
-    def change(previous: FeatureState | None, new: FeatureState | None) -> Callable[[], WebhookEvent]:
-        return lambda: flag_changed(previous, new, changed_by=who, timestamp=next(clock))
-
-    def audit() -> WebhookEvent:
-        entry = AuditLogEntry(
-            created_date=next(clock),
-            log="Flag state / Remote config value updated for feature: checkout_banner",
-            related_object_type="FEATURE_STATE",
-            related_object_id=1,
-            author=Author(3, who, "Dana", "Admin"),
-            project=project,
-            environment=production,
-        )
-        return audit_log_created(entry)
-
-    steps: list[Step] = [
-        ("create checkout_banner", change(None, banner_off)),
-        ("create legacy_search", change(None, search_on)),
-        ("toggle checkout_banner on", change(banner_off, banner_on)),
-        ("change its value to green", change(banner_on, banner_green)),
-        ("add a beta_users segment override", change(None, segment)),
-        ("add an override for alice", change(None, identity)),
-        ("remove alice's override", change(identity, None)),
-        ("delete legacy_search", change(search_on, None)),
-        ("write an audit log entry", audit),
-    ]
-
-    def check(cache: FlagCache) -> list[str]:
-        problems = []
-        env = production.id
-        default = cache.get(env, "checkout_banner", identity="alice@example.com")
-        if default is None or (default.enabled, default.value, default.identity) != (True, "green", None):
-            problems.append(f"checkout_banner should be on, 'green', with no override for alice: {default}")
-        overrides = cache.segment_overrides(env, "checkout_banner")
-        if [(o.enabled, o.value) for o in overrides] != [(True, "purple")]:
-            problems.append(f"checkout_banner should have one segment override, on, 'purple': {overrides}")
-        if cache.get(env, "legacy_search") is not None:
-            problems.append("legacy_search should be gone")
-        if len(cache) != 2:
-            problems.append(f"the cache should hold 2 states, holds {len(cache)}")
-        return problems
-
-    return steps, check
-
-
-def _demo(args: argparse.Namespace) -> int:
-    fmt = PayloadFormat(args.format)
-    out = sys.stdout
-    secret = generate_secret()
-    cache = FlagCache()
-    verified: list[WebhookEvent] = []
-    receiver = WebhookReceiver(secret=secret, standard_secrets=secret, cache=cache, on_event=verified.append)
-    flaky = _FlakyReceiver(receiver, args.fail_rate)
-    server = _serve(flaky, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}/webhooks"
-    steps, check = _story(datetime.now(UTC).replace(microsecond=0))
-    rows = []
-    policy = RetryPolicy(attempts=4, backoff=0.05, multiplier=2, max_delay=1, jitter=0.2)
-    transport = HttpTransport(allowed_networks=["127.0.0.0/8"])  # the demo's receiver is on this machine
-    try:
-        with Webhooks(transport=transport, retry=policy, format=fmt) as hooks:
-            endpoint = Endpoint(url, secret=secret, signing=Signing.BOTH, name="demo receiver")
-            hooks.subscribe(endpoint, environment=10)
-            hooks.subscribe(endpoint, organisation=1)
-            if not args.json:
-                _out(out, f"flaghooks {__version__} demo: {fmt.value} payloads to a receiver at {url}")
-                _out(out, "signed with X-Flagsmith-Signature and Standard Webhooks (BOTH), verified on arrival")
-                if args.fail_rate:
-                    _out(out, f"the receiver answers 503 to {args.fail_rate:.0%} of first attempts")
-                _out(out, "")
-                _out(out, f"{'step':<36} {'event':<18} {'target':<48} {'status':>6} {'tries':>5} {'ms':>7}")
-            for label, build in steps:
-                event = build()
-                for result in hooks.publish(event):
-                    row = {
-                        "step": label,
-                        "event": str(result.event_type),
-                        "event_id": result.event_id,
-                        "target": describe_target(event),
-                        "ok": result.ok,
-                        "status": result.status,
-                        "attempts": result.attempts,
-                        "ms": round(result.elapsed * 1000, 1),
-                        "error": result.error,
-                    }
-                    rows.append(row)
-    finally:
-        server.shutdown()
-        server.server_close()
-    problems = check(cache)
-    delivered = all(row["ok"] for row in rows) and len(rows) == len(steps)
-    all_verified = len(verified) == len(rows) == len(steps)
-    if not delivered:
-        problems.append("not every delivery succeeded")
-    if not all_verified:
-        problems.append(f"the receiver verified {len(verified)} of {len(rows)} deliveries")
-    ok = not problems
-    states = cache.states()
-    if args.json:
-        document = {
-            "ok": ok,
-            "format": fmt.value,
-            "fail_rate": args.fail_rate,
-            "receiver": url,
-            "deliveries": rows,
-            "cache": [
-                {
-                    "environment": s.environment.id,
-                    "feature": s.feature.name,
-                    "segment": s.feature_segment.segment.name
-                    if s.feature_segment is not None and s.feature_segment.segment is not None
-                    else None,
-                    "feature_segment": s.feature_segment.id if s.feature_segment is not None else None,
-                    "identity": s.identity.identifier if s.identity is not None else None,
-                    "enabled": s.enabled,
-                    "value": s.value,
-                }
-                for s in states
-            ],
-            "problems": problems,
-        }
-        _out(out, json.dumps(document, indent=2, sort_keys=True))
-        return 0 if ok else 1
-    for row in rows:
-        status = row["status"] if row["status"] is not None else "-"
-        _out(
-            out,
-            f"{row['step']:<36} {row['event']:<18} {_cut(str(row['target']), 48):<48} {status!s:>6} "
-            f"{row['attempts']!s:>5} {row['ms']!s:>7}",
-        )
-    retried = sum(row["attempts"] != 1 for row in rows)
-    _out(out, "")
-    _out(out, f"{len(rows)} deliveries, {sum(bool(r['ok']) for r in rows)} delivered, {retried} needed a retry")
-    _out(out, "")
-    _out(out, f"the receiver's flag cache ({len(states)} states):")
-    for state in states:
-        _out(out, f"  environment {state.environment.id:<4} {_describe_state(state)}")
-    _out(out, "")
-    if ok:
-        _out(out, "ok: every delivery was verified and the cache matches the story's end")
-        return 0
-    for problem in problems:
-        _out(sys.stderr, f"flaghooks demo: {problem}")
-    return 1
 
 
 # --- secrets from the command line, the environment or a file ------------------------------------------
@@ -446,19 +161,19 @@ def _ping(args: argparse.Namespace) -> int:
     ms = result.elapsed * 1000
     answer = result.history[-1].response_body[:200].decode("utf-8", "replace") if result.history else ""
     if result.ok:
-        _out(sys.stdout, f"{result.status} in {ms:.0f} ms ({args.event} {result.event_id})")
+        out(sys.stdout, f"{result.status} in {ms:.0f} ms ({args.event} {result.event_id})")
         return 0
     reason = f"HTTP {result.status}" if result.status is not None else result.error
     detail = f": {answer}" if answer else ""
-    _out(sys.stderr, scrub(f"failed in {ms:.0f} ms: {reason}{detail}"))
+    out(sys.stderr, scrub(f"failed in {ms:.0f} ms: {reason}{detail}"))
     if result.status is None and not args.allow_private and "SSRF" in (result.error or ""):
-        _out(sys.stderr, "(pass --allow-private to send to this machine or a private network)")
+        out(sys.stderr, "(pass --allow-private to send to this machine or a private network)")
     return 1
 
 
 class _PrintRejections(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        _out(sys.stdout, record.getMessage())
+        out(sys.stdout, record.getMessage())
 
 
 _SECRET_OPTIONS = [f"{flag}{form}" for flag in ("secret", "standard-secret") for form in ("", "-env", "-file")]
@@ -488,8 +203,9 @@ def _listen(args: argparse.Namespace) -> int:
                 line += ": removed"
         elif isinstance(data, AuditLogEntry):
             line += f": {data.log}"
-        _out(sys.stdout, f"{line} [{event.id}]")
+        out(sys.stdout, f"{line} [{event.id}]")
 
+    # Every ConfigError the receiver could raise was checked above, in the command's terms.
     receiver = WebhookReceiver(
         secret=secret, standard_secrets=standard, allow_unsigned=args.allow_unsigned, on_event=show
     )
@@ -497,9 +213,9 @@ def _listen(args: argparse.Namespace) -> int:
     rejections.addHandler(_PrintRejections(logging.WARNING))
     rejections.propagate = False
     try:
-        server = _serve(receiver, args.host, args.port)
+        server = serve(receiver, args.host, args.port)
     except OSError as exc:
-        _out(sys.stderr, f"flaghooks listen: error: cannot listen on {args.host} port {args.port}: {exc.strerror}")
+        out(sys.stderr, f"flaghooks listen: error: cannot listen on {args.host} port {args.port}: {exc.strerror}")
         return 2
 
     stopping = threading.Event()
@@ -516,7 +232,7 @@ def _listen(args: argparse.Namespace) -> int:
 
     def shut_down() -> None:
         # Printed here, not in the handler: the handler may interrupt a write to stdout in this same thread.
-        _out(sys.stdout, "stopping after the request in flight (signal again to stop at once)")
+        out(sys.stdout, "stopping after the request in flight (signal again to stop at once)")
         server.shutdown()
 
     signal.signal(signal.SIGTERM, stop)
@@ -524,9 +240,9 @@ def _listen(args: argparse.Namespace) -> int:
     checks = " and ".join(
         name for name, given in (("X-Flagsmith-Signature", secret), ("Standard Webhooks", standard)) if given
     )
-    _out(
+    out(
         sys.stdout,
-        f"listening on http://{_url_host(args.host)}:{server.server_port}/ (verifying {checks or 'nothing'}); "
+        f"listening on http://{url_host(args.host)}:{server.server_port}/ (verifying {checks or 'nothing'}); "
         "Ctrl-C stops",
     )
     try:
@@ -568,12 +284,12 @@ def _signing_inputs(command: str, args: argparse.Namespace) -> tuple[bytes, str,
 def _sign(args: argparse.Namespace) -> int:
     body, secret, _ = _signing_inputs("sign", args)
     if args.signing == "flagsmith":
-        _out(sys.stdout, sign_flagsmith(body, secret))
+        out(sys.stdout, sign_flagsmith(body, secret))
         return 0
     timestamp = args.timestamp if args.timestamp is not None else int(time.time())
-    _out(sys.stdout, f"webhook-id: {args.id}")
-    _out(sys.stdout, f"webhook-timestamp: {timestamp}")
-    _out(sys.stdout, f"webhook-signature: {sign_standard(body, secret=secret, msg_id=args.id, timestamp=timestamp)}")
+    out(sys.stdout, f"webhook-id: {args.id}")
+    out(sys.stdout, f"webhook-timestamp: {timestamp}")
+    out(sys.stdout, f"webhook-signature: {sign_standard(body, secret=secret, msg_id=args.id, timestamp=timestamp)}")
     return 0
 
 
@@ -593,9 +309,9 @@ def _verify(args: argparse.Namespace) -> int:
             tolerance = args.tolerance if args.tolerance is not None else 300.0
             verify_standard(body, headers, secret, tolerance=tolerance)
     except SignatureError as exc:
-        _out(sys.stderr, f"invalid: {exc}")
+        out(sys.stderr, f"invalid: {exc}")
         return 1
-    _out(sys.stdout, "valid")
+    out(sys.stdout, "valid")
     return 0
 
 
@@ -652,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-rate", type=_fraction, default=0.0, metavar="F", help="answer 503 to this fraction of first attempts"
     )
     demo.add_argument("--json", action="store_true", help="print one JSON document and nothing else")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=run_demo)
 
     ping = commands.add_parser(
         "ping",
@@ -761,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except _UsageError as exc:
-        _out(sys.stderr, f"flaghooks {args.command}: error: {exc}")
+        out(sys.stderr, f"flaghooks {args.command}: error: {exc}")
         return 2
 
 
