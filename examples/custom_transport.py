@@ -74,7 +74,8 @@ def main(path: Path) -> None:
     on = FeatureState(feature=feature, environment=staging, enabled=True, value="auto")
 
     with Webhooks(transport=ChatLogTransport(path)) as webhooks:
-        # The URL names the channel; this transport never opens it.
+        # The endpoint's name is the channel each message is for (see "channel" in send). Every Endpoint needs a
+        # URL, but this transport never opens it: nothing is sent over the network.
         webhooks.subscribe(Endpoint("https://chat.invalid/hooks/flags", name="#flags"), environment=staging.id)
         for previous, new in ((None, off), (off, on), (on, None)):
             [result] = webhooks.feature_state_changed(previous, new, changed_by="dana@example.com")

@@ -4,12 +4,17 @@ POST /webhooks receives (and verifies) web hooks; GET /flags/<environment>/<feat
 {"enabled": ..., "value": ...} from the cache, without calling the flag service.
 
 Run: ``python examples/local_cache_receiver.py`` for a self-contained tour (it sends itself a few changes), or
-``python examples/local_cache_receiver.py --serve PORT SECRET`` to keep serving on 127.0.0.1:PORT.
+``WEBHOOK_SECRET=whsec_... python examples/local_cache_receiver.py --serve PORT`` to keep serving on
+127.0.0.1:PORT. The receiver verifies Standard Webhooks signatures, so WEBHOOK_SECRET is a Standard Webhooks
+secret: ``whsec_`` and base64, shared with the sender (``python -c "import flaghooks;
+print(flaghooks.generate_secret())"`` makes one). It comes from the environment, not the command line, so that it
+stays out of ``ps`` and the shell's history; without a valid one the service refuses to start.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import urllib.request
@@ -20,6 +25,7 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from flaghooks import (
+    ConfigError,
     Endpoint,
     Environment,
     Feature,
@@ -99,14 +105,36 @@ def tour() -> None:
     server.server_close()
 
 
-def serve(port: int, secret: str) -> None:
-    server = make_server("127.0.0.1", port, make_app(secret, FlagCache()))
-    print(f"serving on http://127.0.0.1:{server.server_port}/ (POST /webhooks, GET /flags/<env>/<feature>)")
+USAGE = "usage: WEBHOOK_SECRET=whsec_... python examples/local_cache_receiver.py [--serve PORT]"
+
+
+def serve(port_text: str) -> None:
+    """Serve until stopped; a missing or unusable port or secret ends it with one line on stderr (exit 1)."""
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
+        raise SystemExit(f"local_cache_receiver: not a port number: {port_text!r} ({USAGE})")
+    secret = os.environ.get("WEBHOOK_SECRET")
+    if not secret:
+        raise SystemExit(
+            "local_cache_receiver: set WEBHOOK_SECRET to the Standard Webhooks secret the sender signs with "
+            "(whsec_ and base64; flaghooks.generate_secret() makes one)"
+        )
+    try:
+        app = make_app(secret, FlagCache())
+    except ConfigError as error:  # never a traceback; the message never shows the secret
+        reason = str(error).rpartition(": ")[2]
+        raise SystemExit(f"local_cache_receiver: WEBHOOK_SECRET is not a Standard Webhooks secret ({reason})") from None
+    try:
+        server = make_server("127.0.0.1", int(port_text), app, handler_class=QuietHandler)
+    except OSError as error:
+        raise SystemExit(f"local_cache_receiver: cannot listen on 127.0.0.1:{port_text}: {error.strerror}") from None
+    print(f"serving on http://127.0.0.1:{server.server_port}/ (POST /webhooks, GET /flags/<env>/<feature>)", flush=True)
     server.serve_forever()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]), sys.argv[3])
-    else:
+    if sys.argv[1:2] == ["--serve"] and len(sys.argv) == 3:
+        serve(sys.argv[2])
+    elif len(sys.argv) == 1:
         tour()
+    else:
+        raise SystemExit(USAGE)

@@ -6,12 +6,14 @@ Run: ``python examples/quickstart.py [SECRET]``.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from datetime import UTC, datetime
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from flaghooks import (
+    DeliveryResult,
     Endpoint,
     Environment,
     Feature,
@@ -28,12 +30,22 @@ from flaghooks.receiver import WebhookReceiver
 from flaghooks.transports import HttpTransport
 
 
+def report(result: DeliveryResult) -> None:
+    """Called with every delivery's result: the place to alert on, count or keep the failures."""
+    if not result.ok:
+        print(f"delivery to {result.endpoint.label} failed: {result.error}", file=sys.stderr)
+
+
 class QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 def main(secret: str = "some-secret") -> None:
+    # flaghooks logs each failed delivery as a WARNING on the "flaghooks" logger, which has no handler until the
+    # application configures logging: without this (or Webhooks(on_result=...)), failures would go unseen.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
     # 1. Models: the documented change switched the flag on, and its initial value went from red to blue.
     project = Project(12)
     production = Environment(23)
@@ -63,8 +75,9 @@ def main(secret: str = "some-secret") -> None:
 
     # 4. Webhooks delivers it. The default transport refuses this machine's addresses (SSRF protection),
     #    so the local receiver's network is allowed explicitly.
+    #    publish runs in this thread and returns when the delivery is done, retries included.
     transport = HttpTransport(allowed_networks=["127.0.0.0/8"])
-    with Webhooks(transport=transport) as webhooks:
+    with Webhooks(transport=transport, on_result=report) as webhooks:
         webhooks.subscribe(Endpoint(url, secret=secret, name="local receiver"), environment=production.id)
         [result] = webhooks.publish(event)
     server.shutdown()

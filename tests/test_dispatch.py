@@ -21,6 +21,7 @@ from flaghooks import (
     Project,
     RetryPolicy,
     Signing,
+    WebhookEvent,
     Webhooks,
     audit_log_created,
     encode,
@@ -28,7 +29,7 @@ from flaghooks import (
     generate_secret,
 )
 from flaghooks.testing import RecordingTransport
-from flaghooks.transports import AttemptResult, DeliveryRequest
+from flaghooks.transports import AttemptResult, DeliveryRequest, Transport
 
 A = Endpoint("https://a.example/hook", name="a")
 B = Endpoint("https://b.example/hook", name="b")
@@ -83,6 +84,52 @@ class TestSubscriptions:
         assert webhooks.endpoints() == [B]
         webhooks.publish(documented_flag_event())
         assert urls(transport) == [B.url]
+
+    def test_subscribe_and_unsubscribe_compare_no_other_endpoint(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """subscribe and unsubscribe cost O(1): they compare the endpoint with none of the thousands of others
+        in its scope, and unsubscribe does not visit the scopes the endpoint is not in."""
+        webhooks, _ = make()
+        crowd = [Endpoint(f"https://e{i}.example/") for i in range(2000)]
+        for index, endpoint in enumerate(crowd):
+            webhooks.subscribe(endpoint, environment=23)
+            webhooks.subscribe(endpoint, environment=1000 + index)  # 2,000 scopes the newcomer is not in
+        comparisons = 0
+        original = Endpoint.__eq__
+
+        def counting(self: Endpoint, other: object) -> bool:
+            nonlocal comparisons
+            comparisons += 1
+            return original(self, other)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(Endpoint, "__eq__", counting)
+        newcomer = Endpoint("https://new.example/")
+        webhooks.subscribe(newcomer, environment=23)
+        webhooks.subscribe(newcomer, environment=23)  # again: found, not appended twice
+        webhooks.unsubscribe(newcomer)
+        webhooks.unsubscribe(crowd[1000])
+        monkeypatch.undo()
+        assert comparisons <= 4  # hash lookups only (a comparison per hash collision at most)
+        assert webhooks.endpoints(environment=23) == crowd[:1000] + crowd[1001:]
+        assert webhooks.endpoints(environment=2000) == []
+
+    def test_order_survives_resubscription_and_removal(self) -> None:
+        """Routing follows subscription order; subscribing again keeps an endpoint's place, unsubscribing and
+        subscribing again moves it to the end, and an emptied scope disappears."""
+        webhooks, transport = make()
+        c = Endpoint("https://c.example/hook", name="c")
+        for endpoint in (A, B, c):
+            webhooks.subscribe(endpoint, environment=23)
+        webhooks.subscribe(A, environment=23)
+        assert webhooks.endpoints(environment=23) == [A, B, c]
+        webhooks.unsubscribe(A)
+        webhooks.subscribe(A, environment=23)
+        assert webhooks.endpoints(environment=23) == [B, c, A]
+        webhooks.publish(documented_flag_event())
+        assert urls(transport) == [B.url, c.url, A.url]
+        webhooks.subscribe(ORG, organisation=7)
+        webhooks.unsubscribe(ORG)
+        assert webhooks.endpoints(organisation=7) == [] and ORG not in webhooks.endpoints()
+        assert webhooks._scopes.keys() == {("environment", 23)}
 
     def test_many_endpoints_per_environment(self) -> None:
         """Any number of endpoints per environment, delivered in subscription order."""
@@ -251,11 +298,33 @@ class TestResults:
         assert seen == results and [r.ok for r in results] == [False, True]
 
     def test_transport_returning_junk(self) -> None:
-        """A transport that returns something other than an AttemptResult is a failed attempt."""
-        webhooks, _ = make(lambda request: "nope")
+        """A transport that returns something other than an AttemptResult is a programming error: one failed
+        attempt, not retried (it would only return the same junk again), with an error naming the class."""
+
+        class Sloppy(Transport):
+            def send(self, request: DeliveryRequest) -> AttemptResult:
+                return 202  # type: ignore[return-value]
+
+        webhooks = Webhooks(transport=Sloppy(), retry=RetryPolicy(attempts=5, backoff=0))
         webhooks.subscribe(A, environment=23)
         [result] = webhooks.publish(documented_flag_event())
-        assert not result.ok and "TypeError" in (result.error or "")
+        assert not result.ok and result.attempts == 1 and result.history[0].permanent
+        assert result.error == "TypeError: Sloppy.send returned int, not an AttemptResult"
+
+    def test_transport_raising_is_still_retried(self) -> None:
+        """A transport that raises is a failed attempt that is retried (the failure may be passing)."""
+        calls = iter([RuntimeError("flaky"), 200])
+
+        def script(request: DeliveryRequest) -> int:
+            outcome = next(calls)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+        webhooks, _ = make(script)
+        webhooks.subscribe(A, environment=23)
+        [result] = webhooks.publish(documented_flag_event())
+        assert result.ok and result.attempts == 2 and result.history[0].error == "RuntimeError: flaky"
 
     def test_close(self) -> None:
         """close() and leaving a with block close the transport."""
@@ -271,6 +340,19 @@ class TestResults:
             webhooks.ping(A, event_type="FLAG_CREATED")  # type: ignore[arg-type]
         assert webhooks.ping(A, event_type="FLAG_DELETED").event_type is EventType.FLAG_DELETED  # type: ignore[arg-type]
         assert len(transport.requests) == 1
+
+    def test_sample_events(self) -> None:
+        """Every event type ping offers has a sample of that type; any other is a ConfigError naming them."""
+        from flaghooks._dispatch import sample_event, sample_event_types
+
+        for kind in sample_event_types():
+            assert sample_event(kind).event_type is kind
+        assert {EventType.FLAG_UPDATED, EventType.FLAG_DELETED, EventType.AUDIT_LOG_CREATED} <= set(
+            sample_event_types()
+        )
+        with pytest.raises(ConfigError) as caught:
+            sample_event("FLAG_RENAMED")  # type: ignore[arg-type]
+        assert str(caught.value) == f"event_type must be one of {', '.join(sample_event_types())}, got 'FLAG_RENAMED'"
 
     def test_default_transport_is_http(self) -> None:
         """Without a transport, Webhooks uses HttpTransport."""
@@ -376,3 +458,73 @@ def test_audit_entry_event_type_filter() -> None:
         )
     )
     assert urls(transport) == ["https://audit.example/"]
+
+
+def foreign_event(event_type: str, data: object) -> WebhookEvent:
+    """An event whose data is neither a FlagChange nor an AuditLogEntry, as decode makes for
+    NEW_VERSION_PUBLISHED and for event types flaghooks does not know. Built through WebhookEvent when it
+    accepts the pair; where it does not yet, its fields are set directly, so routing is tested either way."""
+    try:
+        return WebhookEvent("evt_foreign", event_type, data)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        event = object.__new__(WebhookEvent)
+        for name, value in (("id", "evt_foreign"), ("event_type", event_type), ("data", data)):
+            object.__setattr__(event, name, value)
+        return event
+
+
+class TestRoutingOtherKinds:
+    """NEW_VERSION_PUBLISHED (no environment in its payload) and event types flaghooks does not know."""
+
+    def setup_method(self) -> None:
+        self.webhooks, _ = make()
+        self.webhooks.subscribe(A, environment=23)
+        self.webhooks.subscribe(B, environment=24)
+        self.webhooks.subscribe(ORG, organisation=7)
+        self.webhooks.subscribe(A, organisation=7)
+
+    def route(self, event: WebhookEvent, **scope: int) -> list[Endpoint]:
+        return self.webhooks._route(event, scope.get("environment"), scope.get("organisation"))
+
+    def test_new_version_goes_to_the_given_environment_only(self) -> None:
+        """NEW_VERSION_PUBLISHED goes to the endpoints of environment= and to no organisation's."""
+        event = foreign_event("NEW_VERSION_PUBLISHED", {"uuid": "7d1c", "feature": {"id": 1, "name": "x"}})
+        assert self.route(event, environment=24) == [B]
+        assert self.route(event, environment=23) == [A]
+
+    def test_new_version_needs_an_environment(self) -> None:
+        """Without environment=, NEW_VERSION_PUBLISHED is a ConfigError naming it; organisation= does not apply."""
+        event = foreign_event("NEW_VERSION_PUBLISHED", {"uuid": "7d1c"})
+        with pytest.raises(ConfigError, match="pass environment="):
+            self.webhooks.publish(event)
+        with pytest.raises(ConfigError, match="organisation= does not apply"):
+            self.webhooks.publish(event, environment=23, organisation=7)
+
+    def test_unknown_type_goes_where_it_is_told(self) -> None:
+        """An unknown event type goes to the endpoints of environment= and/or organisation=, each once."""
+        event = foreign_event("FLAG_RENAMED", {"from": "a", "to": "b"})
+        assert self.route(event, environment=24) == [B]
+        assert self.route(event, organisation=7) == [ORG, A]
+        assert self.route(event, environment=23, organisation=7) == [A, ORG]
+
+    def test_unknown_type_needs_a_scope(self) -> None:
+        """An unknown event type with neither environment= nor organisation= is a ConfigError naming both."""
+        with pytest.raises(ConfigError, match=r"FLAG_RENAMED .*environment= or organisation="):
+            self.webhooks.publish(foreign_event("FLAG_RENAMED", {}))
+
+    def test_event_filters_skip_unknown_types(self) -> None:
+        """An endpoint that takes only some known types never gets an unknown one; one that takes all does."""
+        picky = Endpoint("https://picky.example/", events={EventType.FLAG_UPDATED})
+        self.webhooks.subscribe(picky, environment=24)
+        assert self.route(foreign_event("FLAG_RENAMED", {}), environment=24) == [B]
+        assert self.route(documented_flag_event(), environment=24) == [B, picky]
+
+    def test_results_and_logs_name_a_plain_str_type(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A failed delivery of an event whose type is a plain str is logged with that name."""
+        event = foreign_event("FLAG_RENAMED", {})
+        webhooks, _ = make([500])
+        caplog.set_level(logging.DEBUG, logger="flaghooks")
+        result = webhooks._report(webhooks._deliver(A, event, b"{}", RetryPolicy.never(), may_disable=False))
+        assert result.event_type == "FLAG_RENAMED" and not result.ok
+        assert "attempt 1/1 of FLAG_RENAMED evt_foreign" in caplog.text
+        assert "delivery of FLAG_RENAMED evt_foreign to a failed after 1 attempt(s): HTTP 500" in caplog.text

@@ -8,7 +8,6 @@ The receiving end (verification, a local flag cache, a WSGI receiver) is in :mod
 from __future__ import annotations
 
 import logging
-from importlib.metadata import version as _version
 
 from ._changes import Action, Scope, StateChange, diff_states
 from ._decode import decode
@@ -31,10 +30,11 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
+from ._version import VERSION as _VERSION
 from ._wire import PayloadFormat, encode
 from .exceptions import ConfigError, FlaghooksError, PayloadError, SignatureError
 
-__version__ = _version("flaghooks")
+__version__ = _VERSION
 
 __all__ = [
     "Action",

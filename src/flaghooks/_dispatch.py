@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib.metadata import version
 from types import TracebackType
 
 import attrs
@@ -25,6 +24,7 @@ from ._models import (
 )
 from ._retry import Outcome, RetryPolicy, classify
 from ._signing import _standard_digest, sign_flagsmith, standard_key
+from ._version import VERSION
 from ._wire import PayloadFormat, encode
 from .exceptions import ConfigError, PayloadError
 from .transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
@@ -32,22 +32,26 @@ from .transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
 __all__ = ["DeliveryResult", "Webhooks"]
 
 logger = logging.getLogger("flaghooks")
-_USER_AGENT = f"flaghooks/{version('flaghooks')}"
+_USER_AGENT = f"flaghooks/{VERSION}"
+
+ScopeKey = tuple[str, int]
 
 
 @attrs.frozen
 class DeliveryResult:
     """How the delivery of one event to one endpoint ended.
 
-    ``ok`` is true when an attempt got a 2xx. ``status`` and ``error`` are the last attempt's; ``attempts``
-    counts them (0 when the event could not be encoded for the endpoint). ``elapsed`` is the delivery's
-    duration in seconds, waits between attempts included. ``endpoint_disabled`` is true when a 410 disabled
-    the endpoint in its :class:`Webhooks`. ``history`` has every attempt's :class:`AttemptResult`.
+    ``event_type`` is the :class:`EventType`, or the type's name as a plain ``str`` for an event type
+    flaghooks does not know. ``ok`` is true when an attempt got a 2xx. ``status`` and ``error`` are the last
+    attempt's; ``attempts`` counts them (0 when the event could not be encoded for the endpoint).
+    ``elapsed`` is the delivery's duration in seconds, waits between attempts included. ``endpoint_disabled``
+    is true when a 410 disabled the endpoint in its :class:`Webhooks`. ``history`` has every attempt's
+    :class:`AttemptResult`.
     """
 
     endpoint: Endpoint
     event_id: str
-    event_type: EventType
+    event_type: EventType | str
     ok: bool
     status: int | None
     attempts: int
@@ -66,14 +70,36 @@ def _scope_id(name: str, value: object) -> int:
 class Webhooks:
     """Delivers events to subscribed endpoints.
 
-    ``transport`` sends each attempt (default: a new :class:`~flaghooks.transports.HttpTransport`, which
-    refuses private addresses). ``retry`` is the :class:`RetryPolicy` (default ``RetryPolicy()``). ``format``
-    is the payload format for endpoints that do not choose one. ``on_result`` is called with every
-    :class:`DeliveryResult` (an exception there is logged, never raised). With ``send_noop``,
-    :meth:`feature_state_changed` also sends updates that changed nothing.
+    Arguments (all keyword-only, all optional):
 
-    Delivery is synchronous: endpoints in subscription order, retries in the calling thread. Subscriptions may
-    change from any thread. ``close()`` (or leaving a ``with`` block) closes the transport.
+    - ``transport``: sends each attempt. Default: a new :class:`~flaghooks.transports.HttpTransport`, which
+      refuses loopback and private addresses (the SSRF policy) and bounds each attempt by the endpoint's
+      ``timeout`` (10 s by default).
+    - ``retry``: the :class:`RetryPolicy`. Default ``RetryPolicy()``: 3 attempts, waiting about 2 s then 4 s
+      (20 % jitter; a ``Retry-After`` on a 429 or 503 may stretch a wait up to ``max_delay``, 60 s).
+    - ``format``: the :class:`PayloadFormat` for endpoints that do not choose one. Default ``CLASSIC``: the shape
+      of Flagsmith's documented payloads, which this library was first built against and receivers written from
+      those docs expect. ``MODERN`` is what Flagsmith's server sends today; choose it (here or per endpoint) for
+      receivers written against real Flagsmith traffic. CLASSIC cannot express a segment override whose
+      :class:`FeatureSegment` has no ``id``: such an event gets, for each CLASSIC endpoint, a failed
+      :class:`DeliveryResult` with 0 attempts and a ``PayloadError`` in its ``error`` (nothing is sent there).
+    - ``on_result``: called with every :class:`DeliveryResult`, failures included (an exception it raises is
+      logged, never raised). Default ``None``. Failures are also logged as WARNING on the ``flaghooks`` logger,
+      which has only a NullHandler: without ``on_result`` or logging configured, failures go unseen.
+    - ``send_noop``: when true, :meth:`feature_state_changed` also sends updates that changed nothing. Default
+      false.
+
+    Invalid arguments raise :class:`ConfigError` naming the argument.
+
+    Delivery is synchronous: :meth:`publish` runs in the calling thread, endpoint after endpoint in subscription
+    order, each with its retries, and returns when every endpoint is done (until background delivery exists).
+    With the defaults, the worst case for one endpoint that never answers is about 36 s: 3 attempts of 10 s
+    plus waits of 2 s and 4 s (3 x 10 + 2 + 4 = 36; up to 37.2 s with the jitter), and a slow endpoint delays
+    the ones after it. Lower ``Endpoint(timeout=...)`` or ``RetryPolicy(attempts=...)`` where the caller cannot
+    wait that long.
+
+    Subscriptions may change from any thread; :meth:`subscribe` and :meth:`unsubscribe` cost the same however
+    many endpoints there are. ``close()`` (or leaving a ``with`` block) closes the transport.
     """
 
     def __init__(
@@ -102,14 +128,18 @@ class Webhooks:
         self._on_result = on_result
         self._send_noop = send_noop
         self._lock = threading.Lock()
-        self._scopes: dict[tuple[str, int], list[Endpoint]] = {}
+        # Both directions are indexed so that subscribe and unsubscribe cost O(1) however many endpoints a
+        # scope has: a scope's endpoints in subscription order (an insertion-ordered dict is the routing
+        # order), and each endpoint's scopes, so unsubscribe visits only the scopes it is in.
+        self._scopes: dict[ScopeKey, dict[Endpoint, None]] = {}
+        self._memberships: dict[Endpoint, dict[ScopeKey, None]] = {}
         self._gone: set[Endpoint] = set()  # disabled by a 410 until subscribed again
         self._random = random.Random()  # noqa: S311 - jitter, not cryptography
 
     # --- subscriptions -------------------------------------------------------------------------------
 
     @staticmethod
-    def _scope(environment: int | None, organisation: int | None) -> tuple[str, int]:
+    def _scope(environment: int | None, organisation: int | None) -> ScopeKey:
         if (environment is None) == (organisation is None):
             raise ConfigError("give exactly one of environment= and organisation=")
         if environment is not None:
@@ -127,17 +157,16 @@ class Webhooks:
             raise ConfigError(f"endpoint must be an Endpoint, got {type(endpoint).__name__}")
         scope = self._scope(environment, organisation)
         with self._lock:
-            endpoints = self._scopes.setdefault(scope, [])
-            if endpoint not in endpoints:
-                endpoints.append(endpoint)
+            self._scopes.setdefault(scope, {})[endpoint] = None  # again: keeps its place in the order
+            self._memberships.setdefault(endpoint, {})[scope] = None
             self._gone.discard(endpoint)
 
     def unsubscribe(self, endpoint: Endpoint) -> None:
         """Remove ``endpoint`` from every scope (nothing happens if it was not subscribed)."""
         with self._lock:
-            for scope, endpoints in list(self._scopes.items()):
-                if endpoint in endpoints:
-                    endpoints.remove(endpoint)
+            for scope in self._memberships.pop(endpoint, ()):
+                endpoints = self._scopes[scope]
+                del endpoints[endpoint]
                 if not endpoints:
                     del self._scopes[scope]
             self._gone.discard(endpoint)
@@ -148,7 +177,7 @@ class Webhooks:
             if environment is None and organisation is None:
                 seen: dict[Endpoint, None] = {}
                 for endpoints in self._scopes.values():
-                    seen.update(dict.fromkeys(endpoints))
+                    seen.update(endpoints)
                 return list(seen)
             return list(self._scopes.get(self._scope(environment, organisation), ()))
 
@@ -156,7 +185,7 @@ class Webhooks:
 
     def _route(self, event: WebhookEvent, environment: int | None, organisation: int | None) -> list[Endpoint]:
         data = event.data
-        scopes: list[tuple[str, int]] = []
+        scopes: list[ScopeKey] = []
         if isinstance(data, FlagChange):
             state = data.new_state if data.new_state is not None else data.previous_state
             assert state is not None  # a FlagChange always has one
@@ -165,7 +194,7 @@ class Webhooks:
             scopes.append(("environment", env))
             if org is not None:
                 scopes.append(("organisation", org))
-        else:
+        elif isinstance(data, AuditLogEntry):
             if environment is not None:
                 raise ConfigError("AUDIT_LOG_CREATED goes to organisation endpoints; environment= does not apply")
             org = organisation
@@ -177,12 +206,32 @@ class Webhooks:
                     "set the entry's project organisation or pass organisation="
                 )
             scopes.append(("organisation", org))
+        elif event.event_type == "NEW_VERSION_PUBLISHED":
+            # Flagsmith sends it to environment web hooks only, and its payload names no environment.
+            if organisation is not None:
+                raise ConfigError("NEW_VERSION_PUBLISHED goes to environment endpoints; organisation= does not apply")
+            if environment is None:
+                raise ConfigError("NEW_VERSION_PUBLISHED carries no environment id: pass environment= to publish it")
+            scopes.append(("environment", environment))
+        else:
+            # An event type flaghooks does not know: nothing in its data can be trusted to name a scope.
+            if environment is None and organisation is None:
+                raise ConfigError(
+                    f"{event.event_type} is an event type flaghooks does not route by itself: "
+                    "pass environment= or organisation= (or both) to publish it"
+                )
+            if environment is not None:
+                scopes.append(("environment", environment))
+            if organisation is not None:
+                scopes.append(("organisation", organisation))
         chosen: dict[Endpoint, None] = {}
         with self._lock:
             for scope in scopes:
                 for endpoint in self._scopes.get(scope, ()):
                     if not endpoint.enabled or endpoint in self._gone:
                         continue
+                    # An endpoint's events holds EventType members, which equal their names as str; an
+                    # unknown type (a plain str) is in no such set, so it reaches only endpoints taking all.
                     if endpoint.events is not None and event.event_type not in endpoint.events:
                         continue
                     chosen[endpoint] = None
@@ -260,7 +309,7 @@ class Webhooks:
         try:
             kind = EventType(event_type)
         except ValueError:
-            raise ConfigError(f"event_type must be one of {', '.join(EventType)}, got {event_type!r}") from None
+            raise ConfigError(f"event_type must be one of {', '.join(_SAMPLES)}, got {event_type!r}") from None
         event = sample_event(kind)
         body = encode(event, endpoint.format or self._format)
         return self._report(self._deliver(endpoint, event, body, RetryPolicy.never(), may_disable=False))
@@ -306,7 +355,7 @@ class Webhooks:
                     "attempt %d/%d of %s %s to %s: %s",
                     attempt,
                     policy.attempts,
-                    event.event_type.value,
+                    event.event_type,
                     event.id,
                     endpoint.label,
                     result.status if result.status is not None else result.error,
@@ -344,11 +393,14 @@ class Webhooks:
         except Exception as exc:  # a transport's bug must not stop the caller; it is a failed attempt
             return AttemptResult(None, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
         if not isinstance(result, AttemptResult):
+            # A programming error in the transport: the same code returns the same junk on every retry, so
+            # retrying only delays the caller. Permanent, and named so the author finds it.
             return AttemptResult(
                 None,
                 f"TypeError: {type(self._transport).__name__}.send returned {type(result).__name__}, "
                 "not an AttemptResult",
                 time.monotonic() - started,
+                permanent=True,
             )
         return result
 
@@ -356,7 +408,7 @@ class Webhooks:
         if not result.ok:
             logger.warning(
                 "delivery of %s %s to %s failed after %d attempt(s): %s",
-                result.event_type.value,
+                result.event_type,
                 result.event_id,
                 result.endpoint.label,
                 result.attempts,
@@ -387,9 +439,7 @@ class Webhooks:
         self.close()
 
 
-def sample_event(event_type: EventType) -> WebhookEvent:
-    """A realistic sample event of ``event_type``, for pings."""
-    now = datetime.now(UTC)
+def _sample_feature() -> tuple[Project, Feature, FeatureState, FeatureState]:
     project = Project(1, "flaghooks", organisation=1)
     feature = Feature(
         id=1,
@@ -398,13 +448,22 @@ def sample_event(event_type: EventType) -> WebhookEvent:
         created_date=datetime(2024, 1, 1, tzinfo=UTC),
         description="A sample feature sent by a flaghooks ping",
     )
-    environment = Environment(1, "Development")
-    before = FeatureState(id=1, feature=feature, environment=environment, enabled=False)
-    after = attrs.evolve(before, enabled=True, value="ping")
-    if event_type is EventType.FLAG_UPDATED:
-        return flag_changed(before, after, changed_by="flaghooks ping", timestamp=now)
-    if event_type is EventType.FLAG_DELETED:
-        return flag_changed(after, None, changed_by="flaghooks ping", timestamp=now)
+    before = FeatureState(id=1, feature=feature, environment=Environment(1, "Development"), enabled=False)
+    return project, feature, before, attrs.evolve(before, enabled=True, value="ping")
+
+
+def _sample_flag_updated(now: datetime) -> WebhookEvent:
+    _, _, before, after = _sample_feature()
+    return flag_changed(before, after, changed_by="flaghooks ping", timestamp=now)
+
+
+def _sample_flag_deleted(now: datetime) -> WebhookEvent:
+    _, _, _, after = _sample_feature()
+    return flag_changed(after, None, changed_by="flaghooks ping", timestamp=now)
+
+
+def _sample_audit_log_created(now: datetime) -> WebhookEvent:
+    project, feature, _, _ = _sample_feature()
     entry = AuditLogEntry(
         created_date=now,
         log="Test web hook sent by flaghooks",
@@ -414,3 +473,25 @@ def sample_event(event_type: EventType) -> WebhookEvent:
         project=project,
     )
     return audit_log_created(entry)
+
+
+# The event types ping can send, each with the builder of its sample (given the current time). ping and the
+# command's --event choices offer exactly these keys: an event type becomes pingable by adding its builder here.
+_SAMPLES: dict[EventType, Callable[[datetime], WebhookEvent]] = {
+    EventType.FLAG_UPDATED: _sample_flag_updated,
+    EventType.FLAG_DELETED: _sample_flag_deleted,
+    EventType.AUDIT_LOG_CREATED: _sample_audit_log_created,
+}
+
+
+def sample_event(event_type: EventType) -> WebhookEvent:
+    """A realistic sample event of ``event_type``, for pings (``ConfigError`` for a type without a sample)."""
+    builder = _SAMPLES.get(event_type)
+    if builder is None:
+        raise ConfigError(f"event_type must be one of {', '.join(_SAMPLES)}, got {event_type!r}")
+    return builder(datetime.now(UTC))
+
+
+def sample_event_types() -> tuple[EventType, ...]:
+    """The event types :meth:`Webhooks.ping` can send, in the order offered."""
+    return tuple(_SAMPLES)
