@@ -13,18 +13,21 @@ from typing import Any, NamedTuple
 
 
 class Received(NamedTuple):
-    """A request as the server received it: raw body bytes and headers (names lower-cased)."""
+    """A request as the server received it: raw body bytes and headers (names lower-cased), and the client's
+    port (one per connection: equal ports mean a reused connection)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
     at: float
+    client_port: int = 0
 
 
 class Reply(NamedTuple):
-    """A scripted answer. ``mode`` is "normal", "trickle" (the body one byte a second), "silent" (sleep
-    ``delay`` seconds before answering), "huge" (``size`` bytes of body) or "close" (hang up, no answer)."""
+    """A scripted answer. ``mode`` is "normal", "trickle" (the body one byte every ``delay`` seconds, 1 when
+    unset), "silent" (sleep ``delay`` seconds before answering), "huge" (``size`` bytes of body) or "close"
+    (hang up, no answer)."""
 
     status: int = 200
     headers: dict[str, str] | None = None
@@ -49,7 +52,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         received = Received(
-            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
+            self.command,
+            self.path,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            time.monotonic(),
+            self.client_address[1],
         )
         with self.server.lock:
             self.server.received.append(received)
@@ -81,7 +89,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for byte in body:
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
-                time.sleep(1.0)
+                time.sleep(reply.delay or 1.0)
         elif reply.mode == "huge":
             chunk = b"x" * 65536
             sent = 0
