@@ -26,8 +26,8 @@ class Received(NamedTuple):
 
 class Reply(NamedTuple):
     """A scripted answer. ``mode`` is "normal", "trickle" (the body one byte every ``delay`` seconds, 1 when
-    unset), "silent" (sleep ``delay`` seconds before answering), "huge" (``size`` bytes of body) or "close"
-    (hang up, no answer)."""
+    unset), "drip" (the whole answer, status line included, one byte every ``delay`` seconds), "silent" (sleep
+    ``delay`` seconds before answering), "huge" (``size`` bytes of body) or "close" (hang up, no answer)."""
 
     status: int = 200
     headers: dict[str, str] | None = None
@@ -75,6 +75,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if reply.mode == "close":  # hang up without an answer
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if reply.mode == "drip":
+            raw = b"HTTP/1.1 %d Drip\r\nContent-Length: %d\r\n\r\n%s" % (reply.status, len(reply.body), reply.body)
+            for byte in raw:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(reply.delay)
             return
         if reply.mode == "silent":
             time.sleep(reply.delay)

@@ -175,16 +175,14 @@ def parse_url(url: str) -> ParsedURL:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its user information (``https://***@host/``), for reprs and logs."""
+    """The URL without its user information (``https://***@host/``), for reprs and logs.
+
+    A URL that does not parse is shown as ``<invalid URL>``: where its credentials end cannot be known.
+    """
     try:
         return parse_url(url).label
     except (ValueError, TypeError):
-        pass
-    # Not a URL flaghooks would send to: hide everything up to the last "@", wherever it is.
-    scheme, sep, rest = url.partition("://") if isinstance(url, str) else ("", "", "<not a str>")
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return f"{scheme}{sep}{rest}"
+        return "<invalid URL>"
 
 
 def _fail(field: str, message: str) -> ConfigError:

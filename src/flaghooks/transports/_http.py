@@ -364,9 +364,13 @@ class HttpTransport(Transport):
                 preload_content=False,
                 release_conn=False,
             )
-        except Exception as exc:  # whatever broke, it is this attempt's failure, described without secrets
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
             watchdog.finish(attempt)
             error = _scrub(_describe(exc, attempt, timeout), request.headers)
+            return AttemptResult(None, error, time.monotonic() - started)
+        except Exception as exc:  # a request http.client refuses (a hand-built header): its message may quote it
+            watchdog.finish(attempt)
+            error = f"{type(exc).__name__} while sending the request (its message is withheld: it may quote a header)"
             return AttemptResult(None, error, time.monotonic() - started)
         finally:
             _local.attempt = None
@@ -428,8 +432,9 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python ha
 
 
 def _scrub(text: str, headers: Mapping[str, str]) -> str:
-    """``text`` without any header value: an error from below may quote what it was given."""
+    """``text`` without any header value, or any word of one: an error from below may quote what it was given."""
     for value in headers.values():
-        if len(value) >= 6 and value in text:
-            text = text.replace(value, "***")
+        for word in {value, *value.split()}:
+            if len(word) >= 6 and word in text:
+                text = text.replace(word, "***")
     return text
