@@ -188,6 +188,10 @@ def test_verdict_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(BlockedAddress, match="private"):
         policy.resolve("10.0.0.1", 80)
     assert policy.resolve("93.184.216.34", 443) == "93.184.216.34"
+    for last in range(10):  # allowed addresses written in URLs are remembered, within the same bound
+        assert policy.resolve(f"93.184.216.{last}", 443) == f"93.184.216.{last}"
+        assert policy.resolve(f"93.184.216.{last}", 443) == f"93.184.216.{last}"
+        assert len(policy._literals) <= 3
 
 
 class TestAttemptResult:
@@ -233,7 +237,7 @@ def test_finished_attempts_leave_the_deadline_heap() -> None:
         request = DeliveryRequest(server.url(), b"{}", {}, 300.0, Endpoint(server.url()), documented_flag_event())
         for _ in range(300):
             assert transport.send(request).status == 200
-        assert len(transport._watchdog._heap) <= 2 * _Watchdog._COMPACT_AT
+        assert len(transport._watchdog._heap) <= 2 * _Watchdog._FLOOR
 
 
 def test_compaction_keeps_attempts_in_flight() -> None:
@@ -250,7 +254,7 @@ def test_compaction_keeps_attempts_in_flight() -> None:
             quick = _Attempt(time.monotonic() + 300)
             watchdog.watch(quick)
             watchdog.finish(quick)
-        assert len(watchdog) <= 2 * _Watchdog._COMPACT_AT
+        assert len(watchdog) <= 2 * _Watchdog._FLOOR
         ours.settimeout(5)
         assert ours.recv(1) == b""  # shut at its deadline
         assert live.fired

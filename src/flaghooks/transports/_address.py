@@ -157,6 +157,7 @@ class AddressPolicy:
             f"{owner}'s allowed_networks" if owner != "HttpTransport" else "HttpTransport.allowed_networks",
         )
         self._verdicts: dict[str, str | None] = {}  # address text -> why it is refused, or None
+        self._literals: dict[str, str] = {}  # host written as an allowed address -> that address
 
     def allows(self, address: IPAddress) -> bool:
         if not self.enabled:
@@ -189,11 +190,17 @@ class AddressPolicy:
         Raises :class:`BlockedAddress` when any address is refused, and ``OSError`` (``socket.gaierror``) when
         the name does not resolve.
         """
+        literal = self._literals.get(host)
+        if literal is not None:  # an allowed address written in the URL: its verdict cannot change
+            return literal
         literal = _literal(host)
         if literal is not None:
             verdict = self._verdict(literal)
             if verdict is not None:
                 raise BlockedAddress(verdict)
+            if len(self._literals) >= self._MAX_MEMO:
+                self._literals.clear()
+            self._literals[host] = literal
             return literal
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         addresses = []

@@ -69,6 +69,17 @@ class AttemptResult:
 
     def __attrs_post_init__(self) -> None:
         status, error, elapsed = self.status, self.error, self.elapsed
+        if (
+            type(status) is int
+            and 100 <= status <= 999
+            and (error is None or type(error) is str)
+            and type(elapsed) is float
+            and 0.0 <= elapsed < math.inf
+            and self.retry_after is None
+            and type(self.response_body) is bytes
+            and self.permanent is False
+        ):
+            return  # a transport's common answer: checked in one pass
         if status is not None:
             if type(status) is not int:  # bool and IntEnum members read oddly in results and logs
                 if isinstance(status, bool) or not isinstance(status, int):

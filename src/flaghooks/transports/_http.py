@@ -42,7 +42,7 @@ _local = threading.local()
 class _Attempt:
     """One attempt in flight: its deadline, and the connection the watchdog shuts when it passes."""
 
-    __slots__ = ("conn", "deadline", "done", "fired", "guard", "in_heap", "raw")
+    __slots__ = ("conn", "deadline", "done", "fired", "guard", "raw")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
@@ -53,7 +53,6 @@ class _Attempt:
         self.guard: threading.Condition | None = None  # the watchdog's lock, once watched
         self.done = False
         self.fired = False
-        self.in_heap = False
 
 
 def _current() -> _Attempt | None:
@@ -123,16 +122,17 @@ class _Watchdog:
     urllib3's timeouts bound each socket operation, not an attempt: a server that sends a byte a second never
     trips them. Shutting the socket from here wakes the blocked read, whatever phase it is in.
 
-    Finished attempts are removed lazily: the heap is rebuilt when more than half of it is finished, so its
-    size follows the attempts in flight, not the attempts of the last ``timeout`` seconds.
+    Finished attempts are dropped lazily: when the heap has doubled since it was last rebuilt, it is rebuilt
+    without them. Its size follows the attempts in flight (at most about twice as many, plus a small floor),
+    not the attempts of the last ``timeout`` seconds, at an amortised constant cost per attempt.
     """
 
-    _COMPACT_AT = 32  # below this many finished entries, a rebuild costs more than it frees
+    _FLOOR = 32  # below this many entries, a rebuild costs more than it frees
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, _Attempt]] = []
-        self._finished = 0  # entries in the heap whose attempt is done
+        self._rebuild_at = self._FLOOR
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
         self._thread_generation = 0
@@ -144,50 +144,40 @@ class _Watchdog:
     def watch(self, attempt: _Attempt) -> None:
         with self._cond:
             attempt.guard = self._cond
-            attempt.in_heap = True
-            heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
+            heap = self._heap
+            if len(heap) >= self._rebuild_at:
+                heap[:] = [entry for entry in heap if not entry[2].done]
+                heapq.heapify(heap)
+                self._rebuild_at = max(self._FLOOR, 2 * len(heap))
+            heapq.heappush(heap, (attempt.deadline, next(self._order), attempt))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, args=(self._thread_generation,), name="flaghooks-http-deadline", daemon=True
                 )
                 self._thread.start()
-            elif self._heap[0][2] is attempt:
+            elif heap[0][2] is attempt:
                 self._cond.notify()
 
     def finish(self, attempt: _Attempt) -> None:
+        # Under the lock: once this returns, the deadline thread can no longer shut the attempt's socket, which
+        # may be about to serve another attempt from the pool.
         with self._cond:
             attempt.done = True
-            if not attempt.in_heap:
-                return
-            self._finished += 1
-            if self._finished >= self._COMPACT_AT and 2 * self._finished > len(self._heap):
-                self._heap = [entry for entry in self._heap if not entry[2].done]
-                heapq.heapify(self._heap)
-                self._finished = 0
 
     def close(self) -> None:
         with self._cond:
             self._thread_generation += 1  # the running thread, if any, ends; a later watch() starts a new one
             self._thread = None
-            for _, _, attempt in self._heap:
-                attempt.in_heap = False
             self._heap.clear()
-            self._finished = 0
+            self._rebuild_at = self._FLOOR
             self._cond.notify_all()
-
-    def _pop(self) -> _Attempt:
-        _, _, attempt = heapq.heappop(self._heap)
-        attempt.in_heap = False
-        if attempt.done:
-            self._finished -= 1
-        return attempt
 
     def _run(self, generation: int) -> None:
         with self._cond:
             while generation == self._thread_generation:
                 heap = self._heap
                 while heap and heap[0][2].done:
-                    self._pop()
+                    heapq.heappop(heap)
                 if not heap:
                     self._cond.wait()
                     continue
@@ -195,14 +185,13 @@ class _Watchdog:
                 if delay > 0:
                     self._cond.wait(delay)
                     continue
-                attempt = self._pop()
+                _, _, attempt = heapq.heappop(heap)
                 attempt.fired = True
                 sock = attempt.raw
                 if sock is None and attempt.conn is not None:
                     sock = attempt.conn.sock
                 if sock is None:
                     # Still connecting (bounded by the connect timeout): look again shortly.
-                    attempt.in_heap = True
                     heapq.heappush(heap, (time.monotonic() + 0.05, next(self._order), attempt))
                     continue
                 with contextlib.suppress(OSError):
