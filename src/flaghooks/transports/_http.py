@@ -373,11 +373,12 @@ class HttpTransport(Transport):
         else:
             response.close()
         response.release_conn()
+        retry_after = response.headers.get("Retry-After")
         return AttemptResult(
             response.status,
             None,
             time.monotonic() - started,
-            retry_after=parse_retry_after(response.headers.get("Retry-After"), time.time()),
+            retry_after=None if retry_after is None else parse_retry_after(retry_after, time.time()),
             response_body=body,
         )
 
