@@ -213,6 +213,7 @@ class TestOneParse:
             "http:/hooks.customer.example/",
             "http:\\\\hooks.customer.example/",
             "//hooks.customer.example/",
+            "http://" + "\u00e9" * 64 + ".example/",  # an internationalised label too long for IDNA
         ],
     )
     def test_ambiguous_spellings_refused(self, url: str) -> None:

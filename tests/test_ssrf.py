@@ -319,3 +319,10 @@ def test_refusal_names_the_fix(listener: Listener) -> None:
     assert result.permanent  # type: ignore[attr-defined]
     assert "allowed_networks=['127.0.0.1/32']" in result.error  # type: ignore[attr-defined]
     assert "allow_private_addresses=True" in result.error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("address", ["::2", "4000::1", "::10.0.0.1"])
+def test_reserved_beyond_the_registries(address: str) -> None:
+    """Addresses the IETF keeps in reserve outside the special-purpose registries (::/8, 4000::/3) are refused,
+    on the standard library's word."""
+    assert "reserved" in (why_blocked(ipaddress.ip_address(address)) or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import http
 import socket
+import ssl
 import time
 
 import pytest
@@ -22,7 +23,15 @@ from flaghooks import ConfigError, Endpoint, RetryPolicy, Webhooks
 from flaghooks.transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
 from flaghooks.transports import _http as http_module
 from flaghooks.transports._address import AddressPolicy, BlockedAddress
-from flaghooks.transports._http import _Attempt, _describe, _Watchdog, _WatchedHTTPConnection, parse_retry_after
+from flaghooks.transports._http import (
+    _Attempt,
+    _describe,
+    _scrub,
+    _Watchdog,
+    _WatchedHTTPConnection,
+    _WatchedHTTPSConnection,
+    parse_retry_after,
+)
 from httpserver import HttpServer, Reply
 
 
@@ -328,3 +337,38 @@ def test_unparsable_url_is_permanent_and_not_retried() -> None:
     assert (result.ok, result.attempts, transport.calls) == (False, 1, 1)
     assert result.history[0].permanent and (result.error or "").startswith("invalid URL")
     transport.http.close()
+
+
+def test_connections_outside_an_attempt_are_left_alone() -> None:
+    """The watched connection classes work with no attempt in progress (nothing to register)."""
+    with HttpServer() as server:
+        conn = _WatchedHTTPConnection("127.0.0.1", server.port)
+        conn.request("POST", "/", body=b"{}")
+        assert conn.getresponse().status == 200
+        conn.close()
+        tls = _WatchedHTTPSConnection("127.0.0.1", server.port)  # TLS to a plain HTTP server: the handshake fails
+        with pytest.raises(ssl.SSLError):
+            tls.connect()
+        tls.close()
+
+
+def test_slow_name_resolution_uses_up_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When resolving the name took the whole timeout, the attempt ends there, a timeout, with no connection."""
+    real = socket.getaddrinfo
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(0.1)
+        return real("127.0.0.1", *args[1:], **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    with HttpTransport(allowed_networks=["127.0.0.0/8"]) as transport:
+        url = "http://slow-dns.test/"
+        result = transport.send(DeliveryRequest(url, b"{}", {}, 0.05, Endpoint(url), documented_flag_event()))
+    assert result.status is None and result.error == "timeout: name resolution took over 0.05 s"
+
+
+def test_scrub_hides_header_values_and_their_words() -> None:
+    """An error text quoting a header value, whole or a word of it, shows *** instead."""
+    headers = {"Authorization": "Bearer s3cr3t-t0ken", "X-Short": "abc"}
+    assert _scrub("bad value b'Bearer s3cr3t-t0ken\\n'", headers) == "bad value b'*** ***\\n'"
+    assert _scrub("abc stays: too short to be a secret", headers) == "abc stays: too short to be a secret"

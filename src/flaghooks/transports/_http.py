@@ -284,7 +284,7 @@ class HttpTransport(Transport):
         self._pools_lock = threading.Lock()
         self._watchdog = _Watchdog()
 
-    def _after_fork(self) -> None:
+    def _after_fork(self) -> None:  # pragma: no cover - runs in forked children (tests/test_fork.py)
         # The child forgets the parent's pools without closing them: their sockets are the parent's
         # connections (closing the child's copies of the descriptors, when they are collected, leaves the
         # parent's connections open). The deadline thread did not survive the fork: a new one starts on use.
@@ -295,23 +295,25 @@ class HttpTransport(Transport):
         pool = self._pools.get(key)
         if pool is not None:
             return pool
-        with self._pools_lock:
-            pool = self._pools.get(key)
-            if pool is None:
-                if len(self._pools) >= _MAX_POOLS:
-                    self._pools.pop(next(iter(self._pools))).close()  # the oldest
-                settings = dict(self._pool.connection_pool_kw)
-                if scheme == "http":
-                    for name in SSL_KEYWORDS:
-                        settings.pop(name, None)
-                    pool = _HTTPPool(address, port, **settings)
-                else:
-                    if server_name is not None:
-                        # Connect to the checked address; send SNI for and verify the certificate against the name.
-                        settings["server_hostname"] = server_name
-                        settings["assert_hostname"] = server_name
-                    pool = _HTTPSPool(address, port, **settings)
-                self._pools[key] = pool
+        with self._pools_lock:  # another thread may have made it meanwhile
+            return self._pools.get(key) or self._new_pool(key)
+
+    def _new_pool(self, key: tuple[str, str, int, str | None]) -> Any:
+        scheme, address, port, server_name = key
+        if len(self._pools) >= _MAX_POOLS:
+            self._pools.pop(next(iter(self._pools))).close()  # the oldest
+        settings = dict(self._pool.connection_pool_kw)
+        if scheme == "http":
+            for name in SSL_KEYWORDS:
+                settings.pop(name, None)
+            pool: urllib3.HTTPConnectionPool = _HTTPPool(address, port, **settings)
+        else:
+            if server_name is not None:
+                # Connect to the checked address; send SNI for and verify the certificate against the name.
+                settings["server_hostname"] = server_name
+                settings["assert_hostname"] = server_name
+            pool = _HTTPSPool(address, port, **settings)
+        self._pools[key] = pool
         return pool
 
     def send(self, request: DeliveryRequest) -> AttemptResult:
@@ -412,7 +414,7 @@ _MAX_POOLS = 64
 _live: weakref.WeakSet[HttpTransport] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children (tests/test_fork.py)
     for transport in list(_live):
         transport._after_fork()
 
