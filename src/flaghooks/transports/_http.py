@@ -239,20 +239,30 @@ def _describe(exc: BaseException, attempt: _Attempt, timeout: float) -> str:
 class HttpTransport(Transport):
     """POSTs with urllib3, safely.
 
-    - One connection pool, kept alive and reused (pass your own ``pool`` to tune it; HttpTransport installs
-      its own connection classes on it to enforce deadlines). urllib3 runs with ``retries=False`` and
-      ``redirect=False``: no hidden retries, no redirects followed.
-    - ``request.timeout`` bounds the attempt as a whole (connecting, sending, reading): a server that trickles
-      its response is cut off at the deadline. Name resolution is bounded by the system resolver.
+    - One connection pool per destination (scheme, address, port, TLS server name), kept alive and reused.
+      Pass your own ``pool`` (a ``urllib3.PoolManager``) to tune them: its ``connection_pool_kw`` (``ca_certs``,
+      ``ssl_context``, ``maxsize``, ...) configure the pools HttpTransport keeps, with its own connection
+      classes that enforce deadlines. urllib3 runs with ``retries=False`` and ``redirect=False``: no hidden
+      retries, no redirects followed. Each response is released as soon as it is read.
+    - ``request.timeout`` bounds the attempt as a whole (connecting, the TLS handshake, sending, reading): a
+      server that trickles its response is cut off at the deadline. Name resolution is bounded by the system
+      resolver.
     - At most ``max_response_bytes`` of a response are read; the rest is discarded with the connection.
     - TLS is verified (the system's trust store, or the ``pool``'s ``ca_certs``).
+    - Fork-safe: after ``os.fork()`` the child starts with no pooled connection and its own deadline thread,
+      and never touches the parent's connections.
+    - The URL is parsed once, strictly (see :class:`~flaghooks.Endpoint`); a request whose URL does not parse
+      fails with ``permanent=True``. Errors never quote the URL's credentials or a header value.
     - SSRF policy, on by default: the URL's host is resolved and the attempt refused, with no connection made
-      and ``permanent=True``, if any address is loopback, private, link-local (cloud metadata included),
-      shared (100.64.0.0/10), unspecified, multicast, reserved or broadcast, in IPv4 or IPv6, including
-      IPv4-mapped and other embedded forms and literal, decimal or hex IPs. The connection goes to the address
-      that was checked, while TLS still verifies the URL's host name. ``allowed_networks`` lets named CIDRs
-      through (``["127.0.0.0/8"]`` for a receiver on this machine); ``allow_private_addresses=True`` turns the
-      policy off.
+      and ``permanent=True``, if any address is in a block of the IANA IPv4 and IPv6 Special-Purpose Address
+      Registries that is not globally reachable (loopback, private, link-local with cloud metadata, shared
+      100.64.0.0/10, 192.0.0.0/24, documentation, ...), multicast, reserved, broadcast or deprecated
+      site-local (fec0::/10), including IPv4-mapped and other embedded forms and literal, decimal or hex IPs.
+      The connection goes to the address that was checked, while TLS still verifies the URL's host name.
+      ``allowed_networks`` lets named CIDRs through (``["127.0.0.0/8"]`` for a receiver on this machine);
+      ``allow_private_addresses=True`` turns the policy off. The refusal's error names both.
+      :meth:`Endpoint.check_address <flaghooks.Endpoint.check_address>` applies the same policy when a URL is
+      saved.
     """
 
     def __init__(
