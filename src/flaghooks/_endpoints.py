@@ -280,7 +280,11 @@ def _secrets_repr(value: tuple[str, ...]) -> str:
 class Endpoint:
     """One receiver of web hooks.
 
-    ``url`` is an absolute http or https URL (at most 2048 characters, no whitespace or control characters).
+    ``url`` is an absolute http or https URL (at most 2048 characters, no whitespace or control characters),
+    parsed once and strictly: what two URL parsers could read differently (a backslash, a second ``@``,
+    escapes or odd characters in the host, an IPv6 zone id, a port that is not a plain number) is refused,
+    and the label, the logs and the connection all use that one parse. :meth:`check_address` applies the
+    transport's SSRF policy when a URL is saved.
     ``secret`` signs deliveries as ``signing`` says: for ``Signing.FLAGSMITH`` any non-empty string; for
     ``STANDARD`` and ``BOTH`` a ``whsec_`` secret (see :func:`flaghooks.generate_secret`), which under
     ``BOTH`` also keys the Flagsmith signature as a whole string. ``previous_secrets`` (Standard Webhooks
