@@ -370,5 +370,6 @@ def test_slow_name_resolution_uses_up_the_deadline(monkeypatch: pytest.MonkeyPat
 def test_scrub_hides_header_values_and_their_words() -> None:
     """An error text quoting a header value, whole or a word of it, shows *** instead."""
     headers = {"Authorization": "Bearer s3cr3t-t0ken", "X-Short": "abc"}
-    assert _scrub("bad value b'Bearer s3cr3t-t0ken\\n'", headers) == "bad value b'*** ***\\n'"
+    assert _scrub("bad value b'Bearer s3cr3t-t0ken\\n'", headers) == "bad value b'***\\n'"
+    assert _scrub("quoted 's3cr3t-t0ken' alone", headers) == "quoted '***' alone"
     assert _scrub("abc stays: too short to be a secret", headers) == "abc stays: too short to be a secret"

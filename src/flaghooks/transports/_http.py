@@ -436,7 +436,7 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python ha
 def _scrub(text: str, headers: Mapping[str, str]) -> str:
     """``text`` without any header value, or any word of one: an error from below may quote what it was given."""
     for value in headers.values():
-        for word in {value, *value.split()}:
+        for word in sorted({value, *value.split()}, key=len, reverse=True):  # the whole value before its words
             if len(word) >= 6 and word in text:
                 text = text.replace(word, "***")
     return text
