@@ -5,11 +5,19 @@ signed with X-Flagsmith-Signature and carrying the same headers:
 
 - flaghooks: ``Webhooks(transport=HttpTransport(...)).publish(event)`` (encode, sign, SSRF check, deadline, ...);
 - hand-written: per event ``json.dumps(payload, sort_keys=True)`` + one HMAC + ``PoolManager.request("POST")``;
+- lean urllib3: the same body and HMAC, then ``pool.urlopen`` on one kept ``HTTPConnectionPool`` with the
+  arguments HttpTransport passes (no retries, no redirects, a Timeout, the body read and the connection
+  released): the floor for what HttpTransport does, without its checks;
 - requests: the same body and headers through ``requests.post`` per event (how Flagsmith sends).
+
+A second comparison isolates the transport: ``HttpTransport.send`` of ready-made requests (flaghooks' own
+bodies and headers) against the lean ``pool.urlopen`` sending the same bytes, so that what the transport adds
+(the SSRF check, the deadline, the response cap) is told apart from encoding and dispatch.
 
 The server shares the two cores with the client, so wall time says little: the comparison is client CPU time
 per delivery (``time.process_time``), best of several rounds, interleaved. Wall throughput is printed beside
-it. Targets: flaghooks at least 0.9x the hand-written sender's speed and at least 2x requests.post's.
+it. Targets: flaghooks at least 0.9x the hand-written sender's speed and at least 2x requests.post's, and at
+most 1.15x the lean urllib3 sender's CPU.
 
 Run: ``python -m pip install -e '.[bench]' && python benchmarks/bench_delivery.py [--events N] [--rounds R]``.
 """
@@ -40,9 +48,10 @@ from flaghooks import (
     WebhookEvent,
     Webhooks,
     __version__,
+    encode,
     flag_changed,
 )
-from flaghooks.transports import HttpTransport
+from flaghooks.transports import DeliveryRequest, HttpTransport
 
 SECRET = "bench-secret"
 SERVER = r"""
@@ -158,8 +167,12 @@ def main() -> None:
         url = f"http://127.0.0.1:{server.stdout.readline().strip()}/hook"
         events, payloads, key = make_events(n), make_payloads(n), SECRET.encode()
         webhooks = Webhooks(transport=HttpTransport(allowed_networks=["127.0.0.0/8"]), retry=RetryPolicy.never())
-        webhooks.subscribe(Endpoint(url, secret=SECRET), environment=23)
+        endpoint = Endpoint(url, secret=SECRET)
+        webhooks.subscribe(endpoint, environment=23)
         pool = urllib3.PoolManager()
+        parsed = urllib3.util.parse_url(url)
+        lean_pool = urllib3.HTTPConnectionPool(parsed.host, parsed.port, maxsize=4)
+        path = parsed.request_uri
 
         def ours() -> int:
             return sum(result.ok for event in events for result in webhooks.publish(event))
@@ -172,6 +185,57 @@ def main() -> None:
                 ok += 200 <= response.status < 300
             return ok
 
+        def lean() -> int:
+            ok = 0
+            for event_id, payload in payloads:
+                body = json.dumps(payload, sort_keys=True).encode()
+                response = lean_pool.urlopen(
+                    "POST",
+                    path,
+                    body=body,
+                    headers=hand_headers(event_id, body, key),
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    timeout=urllib3.Timeout(connect=10.0, read=10.0),
+                    preload_content=False,
+                    release_conn=False,
+                )
+                response.drain_conn()
+                response.release_conn()
+                ok += 200 <= response.status < 300
+            return ok
+
+        bodies = [encode(event) for event in events]
+        ready = [
+            DeliveryRequest(url, body, hand_headers(event.id, body, key), 10.0, endpoint, event)
+            for event, body in zip(events, bodies, strict=True)
+        ]
+        transport = HttpTransport(allowed_networks=["127.0.0.0/8"])
+
+        def transport_only() -> int:
+            return sum(200 <= (transport.send(request).status or 0) < 300 for request in ready)
+
+        def lean_same_bytes() -> int:
+            ok = 0
+            for request in ready:
+                response = lean_pool.urlopen(
+                    "POST",
+                    path,
+                    body=request.body,
+                    headers=dict(request.headers),
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    timeout=urllib3.Timeout(connect=10.0, read=10.0),
+                    preload_content=False,
+                    release_conn=False,
+                )
+                response.drain_conn()
+                response.release_conn()
+                ok += 200 <= response.status < 300
+            return ok
+
         def with_requests() -> int:
             ok = 0
             for event_id, payload in payloads:
@@ -180,10 +244,15 @@ def main() -> None:
                 ok += 200 <= response.status_code < 300
             return ok
 
-        senders = {"flaghooks": ours, "hand-written urllib3": hand_written, "requests.post": with_requests}
+        senders = {
+            "flaghooks": ours,
+            "hand-written urllib3": hand_written,
+            "lean urllib3": lean,
+            "requests.post": with_requests,
+            "HttpTransport.send": transport_only,
+            "lean, same bytes": lean_same_bytes,
+        }
         # Same bytes on the wire: the benchmark compares like with like.
-        from flaghooks import encode
-
         if encode(events[0]) != json.dumps(payloads[0][1], sort_keys=True).encode():
             raise SystemExit("the senders would send different bodies; the benchmark is broken")
         for send in senders.values():  # warm up: connections, imports, caches
@@ -196,6 +265,8 @@ def main() -> None:
                     raise SystemExit(f"{name} delivered {delivered} of {n}")
                 best[name] = (min(best[name][0], cpu), min(best[name][1], wall))
         webhooks.close()
+        transport.close()
+        lean_pool.close()
     finally:
         server.terminate()
         server.wait()
@@ -208,6 +279,10 @@ def main() -> None:
     via_requests = best["requests.post"][0] / ours_cpu
     print(f"speed vs hand-written urllib3 (their CPU / ours): {hand:.2f}x (target >= 0.90x)")
     print(f"speed vs requests.post (their CPU / ours):        {via_requests:.2f}x (target >= 2.00x)")
+    over_lean = ours_cpu / best["lean urllib3"][0]
+    print(f"CPU vs lean urllib3 (ours / theirs):              {over_lean:.2f}x (target <= 1.15x)")
+    transport_share = best["HttpTransport.send"][0] / best["lean, same bytes"][0]
+    print(f"HttpTransport.send alone vs lean, same bytes:     {transport_share:.2f}x (the transport's part)")
 
 
 if __name__ == "__main__":

@@ -13,17 +13,20 @@ from typing import Any, NamedTuple
 
 
 class Received(NamedTuple):
-    """A request as the server received it: raw body bytes and headers (names lower-cased)."""
+    """A request as the server received it: raw body bytes and headers (names lower-cased), and the client's
+    port (one per connection: equal ports mean a reused connection)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
     at: float
+    client_port: int = 0
 
 
 class Reply(NamedTuple):
-    """A scripted answer. ``mode`` is "normal", "trickle" (the body one byte a second), "silent" (sleep
+    """A scripted answer. ``mode`` is "normal", "trickle" (the body one byte every ``delay`` seconds, 1 when
+    unset), "drip" (the whole answer, status line included, one byte every ``delay`` seconds), "silent" (sleep
     ``delay`` seconds before answering), "huge" (``size`` bytes of body) or "close" (hang up, no answer)."""
 
     status: int = 200
@@ -49,7 +52,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         received = Received(
-            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
+            self.command,
+            self.path,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            time.monotonic(),
+            self.client_address[1],
         )
         with self.server.lock:
             self.server.received.append(received)
@@ -68,6 +76,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if reply.mode == "drip":
+            raw = b"HTTP/1.1 %d Drip\r\nContent-Length: %d\r\n\r\n%s" % (reply.status, len(reply.body), reply.body)
+            for byte in raw:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(reply.delay)
+            return
         if reply.mode == "silent":
             time.sleep(reply.delay)
         body = reply.body
@@ -81,7 +96,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for byte in body:
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
-                time.sleep(1.0)
+                time.sleep(reply.delay or 1.0)
         elif reply.mode == "huge":
             chunk = b"x" * 65536
             sent = 0

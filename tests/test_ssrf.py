@@ -202,3 +202,127 @@ def test_allowed_networks_cover_mapped_forms() -> None:
     assert policy.allows(ipaddress.ip_address("::ffff:127.0.0.1"))
     assert not policy.allows(ipaddress.ip_address("::1"))
     assert AddressPolicy(enabled=False).allows(ipaddress.ip_address("10.0.0.1"))
+
+
+# The IANA IPv4 and IPv6 Special-Purpose Address Registries, entry by entry: (block, name, Globally Reachable).
+# Written out here, apart from the policy's own table, so that a block dropped from the code fails its test.
+IANA_REGISTRIES = [
+    ("0.0.0.0/8", '"This network"', "False"),
+    ("0.0.0.0/32", '"This host on this network"', "False"),
+    ("10.0.0.0/8", "Private-Use", "False"),
+    ("100.64.0.0/10", "Shared Address Space", "False"),
+    ("127.0.0.0/8", "Loopback", "False"),
+    ("169.254.0.0/16", "Link Local", "False"),
+    ("172.16.0.0/12", "Private-Use", "False"),
+    ("192.0.0.0/24", "IETF Protocol Assignments", "False"),
+    ("192.0.0.0/29", "IPv4 Service Continuity Prefix", "False"),
+    ("192.0.0.8/32", "IPv4 dummy address", "False"),
+    ("192.0.0.9/32", "Port Control Protocol Anycast", "True"),
+    ("192.0.0.10/32", "Traversal Using Relays around NAT Anycast", "True"),
+    ("192.0.0.170/32", "NAT64/DNS64 Discovery", "False"),
+    ("192.0.0.171/32", "NAT64/DNS64 Discovery", "False"),
+    ("192.0.2.0/24", "Documentation (TEST-NET-1)", "False"),
+    ("192.31.196.0/24", "AS112-v4", "True"),
+    ("192.52.193.0/24", "AMT", "True"),
+    ("192.88.99.0/24", "Deprecated (6to4 Relay Anycast)", "N/A"),
+    ("192.168.0.0/16", "Private-Use", "False"),
+    ("192.175.48.0/24", "Direct Delegation AS112 Service", "True"),
+    ("198.18.0.0/15", "Benchmarking", "False"),
+    ("198.51.100.0/24", "Documentation (TEST-NET-2)", "False"),
+    ("203.0.113.0/24", "Documentation (TEST-NET-3)", "False"),
+    ("240.0.0.0/4", "Reserved", "False"),
+    ("255.255.255.255/32", "Limited Broadcast", "False"),
+    ("::1/128", "Loopback Address", "False"),
+    ("::/128", "Unspecified Address", "False"),
+    ("::ffff:0:0/96", "IPv4-mapped Address", "False"),
+    ("64:ff9b::/96", "IPv4-IPv6 Translat.", "True"),
+    ("64:ff9b:1::/48", "IPv4-IPv6 Translat.", "False"),
+    ("100::/64", "Discard-Only Address Block", "False"),
+    ("100:0:0:1::/64", "Dummy IPv6 Prefix", "False"),
+    ("2001::/23", "IETF Protocol Assignments", "False"),
+    ("2001::/32", "TEREDO", "N/A"),
+    ("2001:1::1/128", "Port Control Protocol Anycast", "True"),
+    ("2001:1::2/128", "Traversal Using Relays around NAT Anycast", "True"),
+    ("2001:1::3/128", "DNS-SD Service Registration Protocol Anycast", "True"),
+    ("2001:2::/48", "Benchmarking", "False"),
+    ("2001:3::/32", "AMT", "True"),
+    ("2001:4:112::/48", "AS112-v6", "True"),
+    ("2001:10::/28", "Deprecated (previously ORCHID)", "False"),
+    ("2001:20::/28", "ORCHIDv2", "True"),
+    ("2001:30::/28", "Drone Remote ID Protocol Entity Tags (DETs) Prefix", "True"),
+    ("2001:db8::/32", "Documentation", "False"),
+    ("2002::/16", "6to4", "N/A"),
+    ("2620:4f:8000::/48", "Direct Delegation AS112 Service", "True"),
+    ("3fff::/20", "Documentation", "False"),
+    ("5f00::/16", "Segment Routing (SRv6) SIDs", "False"),
+    ("fc00::/7", "Unique-Local", "False"),
+    ("fe80::/10", "Link-Local Unicast", "False"),
+]
+# Judged by the IPv4 address they carry (kept from before: a mapped public address is that public address).
+EMBEDDING = {"::ffff:0:0/96", "64:ff9b::/96", "2001::/32", "2002::/16"}
+# Globally reachable, yet inside a block that is not: protocol service addresses, refused with their parent.
+INSIDE_A_REFUSED_BLOCK = {"192.0.0.0/24", "2001::/23"}
+
+
+def samples(block: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The first, a middle and the last address of a block."""
+    network = ipaddress.ip_network(block)
+    return sorted({network[0], network[network.num_addresses // 2], network[-1]})
+
+
+def _parent_refused(block: str) -> bool:
+    network = ipaddress.ip_network(block)
+    return any(
+        network != parent and network.version == parent.version and network.subnet_of(parent)  # type: ignore[arg-type]
+        for parent in map(ipaddress.ip_network, INSIDE_A_REFUSED_BLOCK)
+    )
+
+
+@pytest.mark.parametrize(("block", "name", "reachable"), IANA_REGISTRIES, ids=[entry[0] for entry in IANA_REGISTRIES])
+def test_iana_special_purpose_entry(block: str, name: str, reachable: str) -> None:
+    """Each registry entry: every block not globally reachable (False or N/A) is refused, first to last address;
+    forms that embed an IPv4 address follow that address; the globally reachable blocks outside refused
+    parents pass."""
+    policy = AddressPolicy()
+    if block in EMBEDDING:
+        network = ipaddress.ip_network(block)
+        private, public = ipaddress.ip_address("10.1.2.3"), ipaddress.ip_address("93.184.216.34")
+        if block == "::ffff:0:0/96":
+            forms = [ipaddress.ip_address(f"::ffff:{v4}") for v4 in (private, public)]
+        elif block == "64:ff9b::/96":
+            forms = [ipaddress.ip_address(int(network[0]) | int(v4)) for v4 in (private, public)]
+        elif block == "2002::/16":
+            forms = [ipaddress.ip_address(int(network[0]) | int(v4) << 80) for v4 in (private, public)]
+        else:  # Teredo: the client's address, inverted, in the last 32 bits
+            forms = [ipaddress.ip_address(int(network[0]) | (int(v4) ^ 0xFFFFFFFF)) for v4 in (private, public)]
+        assert "10.1.2.3" in (why_blocked(forms[0]) or "")  # type: ignore[arg-type]
+        assert why_blocked(forms[1]) is None and policy.allows(forms[1])  # type: ignore[arg-type]
+        return
+    for address in samples(block):
+        if reachable == "True" and not _parent_refused(block):
+            assert why_blocked(address) is None, (name, address)
+        else:
+            assert why_blocked(address) is not None, (name, address)
+            assert not policy.allows(address)
+
+
+@pytest.mark.parametrize("address", ["fec0::1", "feff:ffff::1", "192.0.0.8", "192.0.0.200", "224.0.0.1", "ff0e::1"])
+def test_outside_the_registries(address: str) -> None:
+    """Deprecated site-local (fec0::/10), all of 192.0.0.0/24, and multicast are refused too."""
+    assert why_blocked(ipaddress.ip_address(address)) is not None
+
+
+def test_refusal_names_the_fix(listener: Listener) -> None:
+    """The SSRF refusal says how to send there anyway: allowed_networks= or allow_private_addresses=True."""
+    with HttpTransport() as transport:
+        result = send(transport, f"http://127.0.0.1:{listener.port}/")
+    assert result.permanent  # type: ignore[attr-defined]
+    assert "allowed_networks=['127.0.0.1/32']" in result.error  # type: ignore[attr-defined]
+    assert "allow_private_addresses=True" in result.error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("address", ["::2", "4000::1", "::10.0.0.1"])
+def test_reserved_beyond_the_registries(address: str) -> None:
+    """Addresses the IETF keeps in reserve outside the special-purpose registries (::/8, 4000::/3) are refused,
+    on the standard library's word."""
+    assert "reserved" in (why_blocked(ipaddress.ip_address(address)) or "")

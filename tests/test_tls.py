@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ import urllib3
 
 from cases import documented_flag_event
 from flaghooks import Endpoint
-from flaghooks.transports import DeliveryRequest, HttpTransport
+from flaghooks.transports import AttemptResult, DeliveryRequest, HttpTransport
 from httpserver import HttpServer
 
 
@@ -67,3 +70,90 @@ def test_wrong_host_name_fails(ca: trustme.CA, ca_file: str) -> None:
         result = send(transport, server.url(host="localhost"))
     assert result.status is None  # type: ignore[attr-defined]
     assert "TLS failure" in result.error  # type: ignore[attr-defined]
+
+
+class StalledHandshake:
+    """A listening socket on 127.0.0.1 whose connections never complete a TLS handshake: "silent" accepts and
+    says nothing; "drip" starts a TLS record of 16 KB and sends it a byte every 0.25 s, so no single read ever
+    waits long enough to trip a socket timeout."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.mode == "drip":
+                threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        try:
+            conn.sendall(b"\x16\x03\x03\x40\x00")  # a handshake record, 16384 bytes long
+            while not self.stop.wait(0.25):
+                conn.sendall(b"\x00")
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.mark.parametrize("mode", ["silent", "drip"])
+def test_handshake_is_under_the_deadline(mode: str) -> None:
+    """A TLS server that accepts and never finishes the handshake (silent, or dripping bytes) cannot hold the
+    attempt past its deadline: it ends with a timeout, however the handshake stalls."""
+    server = StalledHandshake(mode)
+    outcome: list[AttemptResult] = []
+    try:
+        with HttpTransport(allowed_networks=["127.0.0.0/8"]) as transport:
+            url = f"https://127.0.0.1:{server.port}/"
+            request = DeliveryRequest(url, b"{}", {}, 2.0, Endpoint(url), documented_flag_event())
+            worker = threading.Thread(target=lambda: outcome.append(transport.send(request)), daemon=True)
+            worker.start()
+            worker.join(10)  # generous: the deadline is 2 s; without it a dripping handshake runs for over an hour
+            assert not worker.is_alive(), "the attempt outlived its deadline by far"
+    finally:
+        server.close()
+    [result] = outcome
+    assert result.status is None and not result.permanent
+    assert result.error is not None and "timeout" in result.error
+
+
+def test_watched_while_handshaking() -> None:
+    """From the moment the TCP connection exists, the deadline thread holds a handle on it, through the TLS
+    handshake: urllib3 handshakes before the request is sent, so watching from the request on would leave a
+    slow connect plus a stalled handshake running past the deadline (connect time plus a full timeout)."""
+    server = StalledHandshake("silent")
+    outcome: list[AttemptResult] = []
+    try:
+        with HttpTransport(allowed_networks=["127.0.0.0/8"]) as transport:
+            url = f"https://127.0.0.1:{server.port}/"
+            request = DeliveryRequest(url, b"{}", {}, 30.0, Endpoint(url), documented_flag_event())
+            worker = threading.Thread(target=lambda: outcome.append(transport.send(request)), daemon=True)
+            worker.start()
+            handles: list[object] = []
+            for _ in range(200):  # until the server accepted and the client is in its handshake
+                attempts = [entry[2] for entry in transport._watchdog._heap]
+                handles = [getattr(a, "raw", None) or (a.conn.sock if a.conn else None) for a in attempts]
+                if server.conns and any(handles):
+                    break
+                time.sleep(0.02)
+            assert server.conns and any(handles), "the handshaking connection is not watched"
+            server.close()  # ends the handshake at once
+            worker.join(10)
+    finally:
+        server.close()
+    [result] = outcome
+    assert result.status is None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+import http
 import socket
+import ssl
 import time
 
 import pytest
@@ -19,8 +21,17 @@ from urllib3.exceptions import (
 from cases import documented_flag_event
 from flaghooks import ConfigError, Endpoint, RetryPolicy, Webhooks
 from flaghooks.transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
+from flaghooks.transports import _http as http_module
 from flaghooks.transports._address import AddressPolicy, BlockedAddress
-from flaghooks.transports._http import _Attempt, _describe, _Watchdog, parse_retry_after
+from flaghooks.transports._http import (
+    _Attempt,
+    _describe,
+    _scrub,
+    _Watchdog,
+    _WatchedHTTPConnection,
+    _WatchedHTTPSConnection,
+    parse_retry_after,
+)
 from httpserver import HttpServer, Reply
 
 
@@ -186,3 +197,179 @@ def test_verdict_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(BlockedAddress, match="private"):
         policy.resolve("10.0.0.1", 80)
     assert policy.resolve("93.184.216.34", 443) == "93.184.216.34"
+    for last in range(10):  # allowed addresses written in URLs are remembered, within the same bound
+        assert policy.resolve(f"93.184.216.{last}", 443) == f"93.184.216.{last}"
+        assert policy.resolve(f"93.184.216.{last}", 443) == f"93.184.216.{last}"
+        assert len(policy._literals) <= 3
+
+
+class TestAttemptResult:
+    def test_status_alone_is_enough(self) -> None:
+        """AttemptResult(status=202) is a complete success: no error, no elapsed time needed."""
+        result = AttemptResult(status=202)
+        assert (result.status, result.error, result.elapsed, result.permanent) == (202, None, 0.0, False)
+        assert AttemptResult(200, None, 0.5).elapsed == 0.5  # positional, as transports write it
+        assert AttemptResult(None, "refused", 1).elapsed == 1.0
+        assert type(AttemptResult(http.HTTPStatus.ACCEPTED).status) is int
+
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "words"),
+        [
+            ({}, ConfigError, "needs an error"),
+            ({"status": None, "error": None, "elapsed": 0.1}, ConfigError, "needs an error"),
+            ({"error": ""}, ConfigError, "needs an error"),
+            ({"status": "200"}, TypeError, "status must be an int"),
+            ({"status": True}, TypeError, "status must be an int"),
+            ({"status": 200.0}, TypeError, "status must be an int"),
+            ({"status": 42}, ConfigError, "from 100 to 999"),
+            ({"status": 1000}, ConfigError, "from 100 to 999"),
+            ({"status": 200, "error": b"odd"}, TypeError, "error must be a str"),
+            ({"status": 200, "elapsed": "1"}, TypeError, "elapsed must be a number"),
+            ({"status": 200, "elapsed": -1.0}, ConfigError, "elapsed"),
+            ({"status": 200, "elapsed": float("nan")}, ConfigError, "elapsed"),
+            ({"status": 200, "elapsed": float("inf")}, ConfigError, "elapsed"),
+            ({"status": 200, "retry_after": "5"}, TypeError, "retry_after"),
+            ({"status": 200, "response_body": "text"}, TypeError, "response_body must be bytes"),
+            ({"status": 200, "permanent": 1}, TypeError, "permanent must be a bool"),
+        ],
+    )
+    def test_rejected_at_construction(self, kwargs: dict[str, object], error: type[Exception], words: str) -> None:
+        """A result without a status needs an error; wrong types are TypeErrors, bad values ConfigErrors."""
+        with pytest.raises(error, match=words):
+            AttemptResult(**kwargs)  # type: ignore[arg-type]
+
+
+def test_finished_attempts_leave_the_deadline_heap() -> None:
+    """Many quick attempts with timeout=300: the deadline thread keeps about as many entries as are in flight,
+    not one per attempt of the last five minutes."""
+    with HttpServer() as server, HttpTransport(allowed_networks=["127.0.0.0/8"]) as transport:
+        request = DeliveryRequest(server.url(), b"{}", {}, 300.0, Endpoint(server.url()), documented_flag_event())
+        for _ in range(300):
+            assert transport.send(request).status == 200
+        assert len(transport._watchdog._heap) <= 2 * _Watchdog._FLOOR
+
+
+def test_compaction_keeps_attempts_in_flight() -> None:
+    """Rebuilding the heap drops only finished attempts: one still in flight is shut at its deadline."""
+    watchdog = _Watchdog()
+    ours, theirs = socket.socketpair()
+    try:
+        live = _Attempt(time.monotonic() + 0.3)
+        connection = _FakeConnection()
+        connection.sock = ours
+        live.conn = connection  # type: ignore[assignment]
+        watchdog.watch(live)
+        for _ in range(100):
+            quick = _Attempt(time.monotonic() + 300)
+            watchdog.watch(quick)
+            watchdog.finish(quick)
+        assert len(watchdog) <= 2 * _Watchdog._FLOOR
+        ours.settimeout(5)
+        assert ours.recv(1) == b""  # shut at its deadline
+        assert live.fired
+        watchdog.finish(live)
+    finally:
+        watchdog.close()
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize("body", [b"", b"answer"])
+def test_held_responses_do_not_break_reuse(monkeypatch: pytest.MonkeyPatch, body: bytes) -> None:
+    """Every response object kept alive (as a debugger, a tracer or a reference cycle would): consecutive
+    attempts still succeed over one kept-alive connection, because each response is released explicitly."""
+    held: list[object] = []
+    original = _WatchedHTTPConnection.getresponse
+
+    def keep(self: _WatchedHTTPConnection) -> object:
+        response = original(self)
+        held.append(response)
+        return response
+
+    monkeypatch.setattr(_WatchedHTTPConnection, "getresponse", keep)
+    with (
+        HttpServer(lambda request, count: Reply(200, body=body)) as server,
+        HttpTransport(allowed_networks=["127.0.0.0/8"]) as transport,
+    ):
+        request = DeliveryRequest(server.url(), b"{}", {}, 5.0, Endpoint(server.url()), documented_flag_event())
+        results = [transport.send(request) for _ in range(6)]
+        ports = {received.client_port for received in server.received}
+    assert [(r.status, r.error) for r in results] == [(200, None)] * 6
+    assert len(held) == 6 and len(ports) == 1
+
+
+def test_one_pool_per_destination(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One pool per (scheme, address, port, server name), bounded: the oldest is closed past the bound, and
+    close() closes them all; a closed transport still sends."""
+    monkeypatch.setattr(http_module, "_MAX_POOLS", 2)
+    with HttpServer() as one, HttpServer() as two, HttpServer() as three:
+        transport = HttpTransport(allowed_networks=["127.0.0.0/8"])
+        for server in (one, two, one, three, one):
+            request = DeliveryRequest(server.url(), b"{}", {}, 5.0, Endpoint(server.url()), documented_flag_event())
+            assert transport.send(request).status == 200
+        assert len(transport._pools) == 2
+        assert ("http", "127.0.0.1", one.port, None) in transport._pools
+        transport.close()
+        assert transport._pools == {}
+        request = DeliveryRequest(two.url(), b"{}", {}, 5.0, Endpoint(two.url()), documented_flag_event())
+        assert transport.send(request).status == 200
+        transport.close()
+
+
+def test_unparsable_url_is_permanent_and_not_retried() -> None:
+    """A transport handed a URL it cannot parse (a request built by hand) fails permanently: never retried."""
+    endpoint = Endpoint("https://hooks.example.com/")
+
+    class Rewriting(Transport):
+        def __init__(self) -> None:
+            self.http = HttpTransport()
+            self.calls = 0
+
+        def send(self, request: DeliveryRequest) -> AttemptResult:
+            self.calls += 1
+            bad = DeliveryRequest("http://a\\@b/", request.body, request.headers, 1.0, endpoint, request.event)
+            return self.http.send(bad)
+
+    transport = Rewriting()
+    with Webhooks(transport=transport, retry=RetryPolicy(attempts=4, backoff=0)) as webhooks:
+        webhooks.subscribe(endpoint, environment=23)
+        [result] = webhooks.publish(documented_flag_event())
+    assert (result.ok, result.attempts, transport.calls) == (False, 1, 1)
+    assert result.history[0].permanent and (result.error or "").startswith("invalid URL")
+    transport.http.close()
+
+
+def test_connections_outside_an_attempt_are_left_alone() -> None:
+    """The watched connection classes work with no attempt in progress (nothing to register)."""
+    with HttpServer() as server:
+        conn = _WatchedHTTPConnection("127.0.0.1", server.port)
+        conn.request("POST", "/", body=b"{}")
+        assert conn.getresponse().status == 200
+        conn.close()
+        tls = _WatchedHTTPSConnection("127.0.0.1", server.port)  # TLS to a plain HTTP server: the handshake fails
+        with pytest.raises(ssl.SSLError):
+            tls.connect()
+        tls.close()
+
+
+def test_slow_name_resolution_uses_up_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When resolving the name took the whole timeout, the attempt ends there, a timeout, with no connection."""
+    real = socket.getaddrinfo
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(0.1)
+        return real("127.0.0.1", *args[1:], **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    with HttpTransport(allowed_networks=["127.0.0.0/8"]) as transport:
+        url = "http://slow-dns.test/"
+        result = transport.send(DeliveryRequest(url, b"{}", {}, 0.05, Endpoint(url), documented_flag_event()))
+    assert result.status is None and result.error == "timeout: name resolution took over 0.05 s"
+
+
+def test_scrub_hides_header_values_and_their_words() -> None:
+    """An error text quoting a header value, whole or a word of it, shows *** instead."""
+    headers = {"Authorization": "Bearer s3cr3t-t0ken", "X-Short": "abc"}
+    assert _scrub("bad value b'Bearer s3cr3t-t0ken\\n'", headers) == "bad value b'***\\n'"
+    assert _scrub("quoted 's3cr3t-t0ken' alone", headers) == "quoted '***' alone"
+    assert _scrub("abc stays: too short to be a secret", headers) == "abc stays: too short to be a secret"

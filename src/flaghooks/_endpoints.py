@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+import functools
+import ipaddress
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
-from urllib.parse import urlsplit
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -76,13 +78,111 @@ class FrozenHeaders(Mapping[str, str]):
         return repr(self._lookup)
 
 
-def redact_url(url: str) -> str:
-    """The URL without its user information (``https://***@host/``), for reprs and logs."""
+class ParsedURL(NamedTuple):
+    """A web hook URL parsed once, strictly: what validation, labels, logs and the transport all use.
+
+    ``host`` is what is resolved and checked (lower case, IDNA-encoded, an IPv6 address without brackets);
+    ``target`` is the request target (path and query; the fragment is never sent); ``label`` is the URL
+    without its user information.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    target: str
+    host_header: str
+    label: str
+
+
+# Anything outside these sets in the authority is refused: it is where parsers disagree (a backslash, which
+# browsers and some parsers read as "/", a second "@", percent-escapes in a host, whitespace, non-ASCII).
+_USERINFO = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:%-]*")
+_REG_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_PORT = re.compile(r"[0-9]{1,5}")
+_TARGET_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '\\"<>^`{|}')
+
+
+def _url_error(message: str) -> ValueError:
+    return ValueError(message)
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_url(url: str) -> ParsedURL:
+    """Parse an absolute http(s) URL strictly; ``ValueError`` (never quoting the URL) when it is not one.
+
+    One parse serves every use, so that what is checked, labelled and logged is what is connected to.
+    """
+    if not url:
+        raise _url_error("must not be empty")
+    bad = next((ch for ch in url if ord(ch) <= 0x20 or ord(ch) == 0x7F), None)
+    if bad is not None:
+        raise _url_error(f"must not contain whitespace or control characters (found {bad!r})")
+    if "\\" in url:
+        raise _url_error("must not contain a backslash (parsers disagree on where its host ends)")
     scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        raise _url_error("must be an absolute http or https URL")
+    scheme = scheme.lower()
+    if scheme not in ("http", "https"):
+        raise _url_error(f"must be an absolute http or https URL, got scheme {scheme!r}")
+    end = next((i for i, ch in enumerate(rest) if ch in "/?#"), len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and (not _USERINFO.fullmatch(userinfo)):
+        raise _url_error("has user information with characters that must be percent-encoded (such as '@')")
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        if close < 0:
+            raise _url_error("is not a valid URL: an IPv6 host has no closing ']'")
+        literal, after = hostport[1:close], hostport[close + 1 :]
+        if "%" in literal:
+            raise _url_error("is not a valid URL: an IPv6 zone id names an interface of this machine")
+        try:
+            host = str(ipaddress.IPv6Address(literal))
+        except ValueError:
+            raise _url_error("is not a valid URL: the bracketed host is not an IPv6 address") from None
+        written = f"[{literal}]"
+    else:
+        host_text, colon, port_text = hostport.partition(":")
+        after = colon + port_text
+        written = host_text
+        if not host_text:
+            raise _url_error("must have a host")
+        if not host_text.isascii():
+            try:
+                host_text = host_text.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise _url_error("has a host that is not a valid internationalised domain name") from None
+        if not _REG_NAME.fullmatch(host_text):
+            raise _url_error("has a host with characters a host name cannot have")
+        host = host_text.lower()
+    default = 443 if scheme == "https" else 80
+    if after:
+        if not after.startswith(":") or not _PORT.fullmatch(after[1:]) or not 0 < int(after[1:]) <= 65535:
+            raise _url_error("is not a valid URL: the port must be a number from 1 to 65535")
+        port = int(after[1:])
+    else:
+        port = default
+    target = tail.partition("#")[0]
+    if not target.startswith("/"):
+        target = "/" + target
+    if not target.isascii() or any(ch not in _TARGET_SAFE for ch in target):
+        target = urllib.parse.quote(target, safe=_TARGET_SAFE)
+    shown_host = f"[{host}]" if ":" in host else host
+    host_header = shown_host if port == default else f"{shown_host}:{port}"
+    label = f"{scheme}://{'***@' if at else ''}{written}{after}{tail}"
+    return ParsedURL(scheme, host, port, target, host_header, label)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its user information (``https://***@host/``), for reprs and logs.
+
+    A URL that does not parse is shown as ``<invalid URL>``: where its credentials end cannot be known.
+    """
+    try:
+        return parse_url(url).label
+    except (ValueError, TypeError):
+        return "<invalid URL>"
 
 
 def _fail(field: str, message: str) -> ConfigError:
@@ -92,22 +192,12 @@ def _fail(field: str, message: str) -> ConfigError:
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
         raise _fail("url", f"must be a str, got {type(url).__name__}")
-    if not url:
-        raise _fail("url", "must not be empty")
     if len(url) > MAX_URL_LENGTH:
         raise _fail("url", f"must be at most {MAX_URL_LENGTH} characters, got {len(url)}")
-    bad = next((ch for ch in url if ord(ch) <= 0x20 or ord(ch) == 0x7F), None)
-    if bad is not None:
-        raise _fail("url", f"must not contain whitespace or control characters (found {bad!r})")
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsing the port is the check
+        parse_url(url)
     except ValueError as exc:
-        raise _fail("url", f"is not a valid URL: {exc}") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise _fail("url", f"must be an absolute http or https URL, got scheme {parts.scheme!r}")
-    if not parts.hostname:
-        raise _fail("url", "must have a host")
+        raise _fail("url", str(exc)) from None
     return url
 
 
@@ -186,11 +276,15 @@ def _secrets_repr(value: tuple[str, ...]) -> str:
     return repr(("***",) * len(value))
 
 
-@attrs.frozen(repr=False)
+@attrs.frozen(repr=False, cache_hash=True)
 class Endpoint:
     """One receiver of web hooks.
 
-    ``url`` is an absolute http or https URL (at most 2048 characters, no whitespace or control characters).
+    ``url`` is an absolute http or https URL (at most 2048 characters, no whitespace or control characters),
+    parsed once and strictly: what two URL parsers could read differently (a backslash, a second ``@``,
+    escapes or odd characters in the host, an IPv6 zone id, a port that is not a plain number) is refused,
+    and the label, the logs and the connection all use that one parse. :meth:`check_address` applies the
+    transport's SSRF policy when a URL is saved.
     ``secret`` signs deliveries as ``signing`` says: for ``Signing.FLAGSMITH`` any non-empty string; for
     ``STANDARD`` and ``BOTH`` a ``whsec_`` secret (see :func:`flaghooks.generate_secret`), which under
     ``BOTH`` also keys the Flagsmith signature as a whole string. ``previous_secrets`` (Standard Webhooks
@@ -241,7 +335,32 @@ class Endpoint:
     @property
     def label(self) -> str:
         """The endpoint's name, or its URL without user information: how results and logs refer to it."""
-        return self.name if self.name is not None else redact_url(self.url)
+        return self.name if self.name is not None else parse_url(self.url).label
+
+    def check_address(self, *, allowed_networks: Sequence[str] = (), allow_private_addresses: bool = False) -> None:
+        """Resolve the URL's host now and raise :class:`ConfigError` if ``HttpTransport`` would refuse it.
+
+        The arguments are :class:`~flaghooks.transports.HttpTransport`'s, and so is the policy: call it where
+        a user saves a URL, with the settings your transport has, to refuse a private or loopback address
+        at once rather than at send time. A host that does not resolve is a ``ConfigError`` too. DNS answers
+        change: the transport checks again at every attempt.
+        """
+        from .transports._address import AddressPolicy, BlockedAddress  # the transport's policy, not a copy
+
+        if type(allow_private_addresses) is not bool:
+            raise TypeError("Endpoint.check_address's allow_private_addresses must be a bool")
+        policy = AddressPolicy(
+            enabled=not allow_private_addresses, allowed_networks=allowed_networks, owner="Endpoint.check_address"
+        )
+        if not policy.enabled:
+            return
+        parsed = parse_url(self.url)
+        try:
+            policy.resolve(parsed.host, parsed.port)
+        except BlockedAddress as exc:
+            raise _fail("url", f"({parsed.label}) is {exc}") from None
+        except (OSError, UnicodeError) as exc:
+            raise _fail("url", f"({parsed.label}) has a host that does not resolve: {exc}") from None
 
     def __repr__(self) -> str:
         fields = [f"{redact_url(self.url)!r}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from .._endpoints import redact_url
+from ..exceptions import ConfigError
 
 if TYPE_CHECKING:
     from .._endpoints import Endpoint
@@ -47,18 +49,64 @@ class DeliveryRequest:
 class AttemptResult:
     """What one attempt came to.
 
-    ``status`` is the HTTP status, or ``None`` when there was no response (then ``error`` says why).
-    ``elapsed`` is the attempt's duration in seconds. ``retry_after`` is the response's ``Retry-After`` in
-    seconds, when it had one. ``response_body`` is the start of the response body, for diagnostics
-    (truncated). ``permanent`` marks an error that must not be retried (an address the SSRF policy refused).
+    ``status`` is the HTTP status (100 to 999, as http.client reads it), or ``None`` when there was no
+    response; then ``error`` must say why. ``AttemptResult(202)`` is a complete success. ``elapsed`` is
+    the attempt's duration in seconds. ``retry_after`` is the response's ``Retry-After`` in seconds, when it
+    had one. ``response_body`` is the start of the response body, for diagnostics (truncated).
+    ``permanent`` marks an error that must not be retried (an address the SSRF policy refused, a URL that
+    cannot be parsed).
+
+    A wrong type raises ``TypeError``; a status out of range, or neither a status nor an error, raises
+    :class:`~flaghooks.ConfigError`. Keep secrets out of ``error``: it is logged and shown.
     """
 
-    status: int | None
-    error: str | None
-    elapsed: float
+    status: int | None = None
+    error: str | None = None
+    elapsed: float = 0.0
     retry_after: float | None = None
     response_body: bytes = attrs.field(default=b"", repr=lambda body: f"<{len(body)} bytes>")
     permanent: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        status, error, elapsed = self.status, self.error, self.elapsed
+        if (
+            type(status) is int
+            and 100 <= status <= 999
+            and (error is None or type(error) is str)
+            and type(elapsed) is float
+            and 0.0 <= elapsed < math.inf
+            and self.retry_after is None
+            and type(self.response_body) is bytes
+            and self.permanent is False
+        ):
+            return  # a transport's common answer: checked in one pass
+        if status is not None:
+            if type(status) is not int:  # bool and IntEnum members read oddly in results and logs
+                if isinstance(status, bool) or not isinstance(status, int):
+                    raise TypeError(f"AttemptResult.status must be an int or None, got {type(status).__name__}")
+                object.__setattr__(self, "status", int(status))
+            if not 100 <= status <= 999:
+                raise ConfigError(f"AttemptResult.status must be an HTTP status from 100 to 999, got {status}")
+        if error is not None and not isinstance(error, str):
+            raise TypeError(f"AttemptResult.error must be a str or None, got {type(error).__name__}")
+        if status is None and not error:
+            raise ConfigError("AttemptResult needs an error when it has no status (say why there was no response)")
+        if type(elapsed) is not float:
+            if isinstance(elapsed, bool) or not isinstance(elapsed, int | float):
+                raise TypeError(f"AttemptResult.elapsed must be a number of seconds, got {type(elapsed).__name__}")
+            object.__setattr__(self, "elapsed", float(elapsed))
+        if not (0.0 <= self.elapsed < math.inf):
+            raise ConfigError(f"AttemptResult.elapsed must be a finite number of seconds >= 0, got {elapsed!r}")
+        if self.retry_after is not None and (
+            isinstance(self.retry_after, bool) or not isinstance(self.retry_after, int | float)
+        ):
+            raise TypeError(
+                f"AttemptResult.retry_after must be a number or None, got {type(self.retry_after).__name__}"
+            )
+        if not isinstance(self.response_body, bytes):
+            raise TypeError(f"AttemptResult.response_body must be bytes, got {type(self.response_body).__name__}")
+        if type(self.permanent) is not bool:
+            raise TypeError(f"AttemptResult.permanent must be a bool, got {type(self.permanent).__name__}")
 
 
 class Transport(abc.ABC):

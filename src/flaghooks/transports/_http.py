@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import functools
 import heapq
 import http.client
 import itertools
+import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Mapping, Sequence
 from datetime import UTC
-from typing import Any, NamedTuple
+from typing import Any
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -25,7 +26,9 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.poolmanager import SSL_KEYWORDS
 
+from .._endpoints import parse_url
 from ..exceptions import ConfigError
 from ._address import AddressPolicy, BlockedAddress
 from ._base import AttemptResult, DeliveryRequest, Transport
@@ -39,28 +42,67 @@ _local = threading.local()
 class _Attempt:
     """One attempt in flight: its deadline, and the connection the watchdog shuts when it passes."""
 
-    __slots__ = ("conn", "deadline", "done", "fired")
+    __slots__ = ("conn", "deadline", "done", "fired", "guard", "raw")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.conn: HTTPConnection | None = None
+        # A duplicate of a TLS connection's socket while it handshakes: urllib3 detaches the plain socket
+        # when it wraps it, so the duplicate is the only handle on the connection until the wrap returns.
+        self.raw: socket.socket | None = None
+        self.guard: threading.Condition | None = None  # the watchdog's lock, once watched
         self.done = False
         self.fired = False
 
 
+def _current() -> _Attempt | None:
+    return getattr(_local, "attempt", None)
+
+
 def _register(conn: HTTPConnection) -> None:
-    attempt = getattr(_local, "attempt", None)
+    attempt = _current()
     if attempt is not None:
         attempt.conn = conn
 
 
+def _set_raw(attempt: _Attempt, sock: socket.socket | None) -> None:
+    """Swap the attempt's handshake handle under the watchdog's lock, closing the one it replaces."""
+    guard = attempt.guard
+    with guard if guard is not None else contextlib.nullcontext():
+        old, attempt.raw = attempt.raw, sock
+    if old is not None:
+        old.close()
+
+
 class _WatchedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        _register(self)
+        super().connect()
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         _register(self)
         super().request(*args, **kwargs)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
+    """Watched from the moment it connects, so the deadline covers the TLS handshake too."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        attempt = _current()
+        if attempt is not None:
+            _set_raw(attempt, sock.dup())
+        return sock
+
+    def connect(self) -> None:
+        _register(self)
+        try:
+            super().connect()
+        finally:
+            attempt = _current()
+            if attempt is not None:
+                _set_raw(attempt, None)
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         _register(self)
         super().request(*args, **kwargs)
@@ -79,31 +121,55 @@ class _Watchdog:
 
     urllib3's timeouts bound each socket operation, not an attempt: a server that sends a byte a second never
     trips them. Shutting the socket from here wakes the blocked read, whatever phase it is in.
+
+    Finished attempts are dropped lazily: when the heap has doubled since it was last rebuilt, it is rebuilt
+    without them. Its size follows the attempts in flight (at most about twice as many, plus a small floor),
+    not the attempts of the last ``timeout`` seconds, at an amortised constant cost per attempt.
     """
 
+    _FLOOR = 32  # below this many entries, a rebuild costs more than it frees
+
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, _Attempt]] = []
+        self._rebuild_at = self._FLOOR
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
         self._thread_generation = 0
 
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._heap)
+
     def watch(self, attempt: _Attempt) -> None:
         with self._cond:
-            heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
+            attempt.guard = self._cond
+            heap = self._heap
+            if len(heap) >= self._rebuild_at:
+                heap[:] = [entry for entry in heap if not entry[2].done]
+                heapq.heapify(heap)
+                self._rebuild_at = max(self._FLOOR, 2 * len(heap))
+            heapq.heappush(heap, (attempt.deadline, next(self._order), attempt))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, args=(self._thread_generation,), name="flaghooks-http-deadline", daemon=True
                 )
                 self._thread.start()
-            elif self._heap[0][2] is attempt:
+            elif heap[0][2] is attempt:
                 self._cond.notify()
+
+    def finish(self, attempt: _Attempt) -> None:
+        # Under the lock: once this returns, the deadline thread can no longer shut the attempt's socket, which
+        # may be about to serve another attempt from the pool.
+        with self._cond:
+            attempt.done = True
 
     def close(self) -> None:
         with self._cond:
             self._thread_generation += 1  # the running thread, if any, ends; a later watch() starts a new one
             self._thread = None
             self._heap.clear()
+            self._rebuild_at = self._FLOOR
             self._cond.notify_all()
 
     def _run(self, generation: int) -> None:
@@ -120,36 +186,16 @@ class _Watchdog:
                     self._cond.wait(delay)
                     continue
                 _, _, attempt = heapq.heappop(heap)
-                if attempt.done:  # finished in the meantime: its connection may already serve another request
-                    continue
                 attempt.fired = True
-                sock = attempt.conn.sock if attempt.conn is not None else None
+                sock = attempt.raw
+                if sock is None and attempt.conn is not None:
+                    sock = attempt.conn.sock
                 if sock is None:
                     # Still connecting (bounded by the connect timeout): look again shortly.
                     heapq.heappush(heap, (time.monotonic() + 0.05, next(self._order), attempt))
                     continue
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Target(NamedTuple):
-    scheme: str
-    host: str  # without IPv6 brackets
-    port: int
-    path: str
-    host_header: str
-
-
-@functools.lru_cache(maxsize=1024)
-def _target(url: str) -> _Target:
-    parsed = urllib3.util.parse_url(url)
-    scheme = (parsed.scheme or "").lower()
-    if scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"not an absolute http or https URL: {url!r}")
-    default = 443 if scheme == "https" else 80
-    port = parsed.port or default
-    header = parsed.host if port == default else f"{parsed.host}:{port}"
-    return _Target(scheme, parsed.host.strip("[]"), port, parsed.request_uri, header)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -193,20 +239,30 @@ def _describe(exc: BaseException, attempt: _Attempt, timeout: float) -> str:
 class HttpTransport(Transport):
     """POSTs with urllib3, safely.
 
-    - One connection pool, kept alive and reused (pass your own ``pool`` to tune it; HttpTransport installs
-      its own connection classes on it to enforce deadlines). urllib3 runs with ``retries=False`` and
-      ``redirect=False``: no hidden retries, no redirects followed.
-    - ``request.timeout`` bounds the attempt as a whole (connecting, sending, reading): a server that trickles
-      its response is cut off at the deadline. Name resolution is bounded by the system resolver.
+    - One connection pool per destination (scheme, address, port, TLS server name), kept alive and reused.
+      Pass your own ``pool`` (a ``urllib3.PoolManager``) to tune them: its ``connection_pool_kw`` (``ca_certs``,
+      ``ssl_context``, ``maxsize``, ...) configure the pools HttpTransport keeps, with its own connection
+      classes that enforce deadlines. urllib3 runs with ``retries=False`` and ``redirect=False``: no hidden
+      retries, no redirects followed. Each response is released as soon as it is read.
+    - ``request.timeout`` bounds the attempt as a whole (connecting, the TLS handshake, sending, reading): a
+      server that trickles its response is cut off at the deadline. Name resolution is bounded by the system
+      resolver.
     - At most ``max_response_bytes`` of a response are read; the rest is discarded with the connection.
     - TLS is verified (the system's trust store, or the ``pool``'s ``ca_certs``).
+    - Fork-safe: after ``os.fork()`` the child starts with no pooled connection and its own deadline thread,
+      and never touches the parent's connections.
+    - The URL is parsed once, strictly (see :class:`~flaghooks.Endpoint`); a request whose URL does not parse
+      fails with ``permanent=True``. Errors never quote the URL's credentials or a header value.
     - SSRF policy, on by default: the URL's host is resolved and the attempt refused, with no connection made
-      and ``permanent=True``, if any address is loopback, private, link-local (cloud metadata included),
-      shared (100.64.0.0/10), unspecified, multicast, reserved or broadcast, in IPv4 or IPv6, including
-      IPv4-mapped and other embedded forms and literal, decimal or hex IPs. The connection goes to the address
-      that was checked, while TLS still verifies the URL's host name. ``allowed_networks`` lets named CIDRs
-      through (``["127.0.0.0/8"]`` for a receiver on this machine); ``allow_private_addresses=True`` turns the
-      policy off.
+      and ``permanent=True``, if any address is in a block of the IANA IPv4 and IPv6 Special-Purpose Address
+      Registries that is not globally reachable (loopback, private, link-local with cloud metadata, shared
+      100.64.0.0/10, 192.0.0.0/24, documentation, ...), multicast, reserved, broadcast or deprecated
+      site-local (fec0::/10), including IPv4-mapped and other embedded forms and literal, decimal or hex IPs.
+      The connection goes to the address that was checked, while TLS still verifies the URL's host name.
+      ``allowed_networks`` lets named CIDRs through (``["127.0.0.0/8"]`` for a receiver on this machine);
+      ``allow_private_addresses=True`` turns the policy off. The refusal's error names both.
+      :meth:`Endpoint.check_address <flaghooks.Endpoint.check_address>` applies the same policy when a URL is
+      saved.
     """
 
     def __init__(
@@ -224,18 +280,61 @@ class HttpTransport(Transport):
         if pool is not None and not isinstance(pool, urllib3.PoolManager):
             raise ConfigError(f"HttpTransport.pool must be a urllib3.PoolManager, got {type(pool).__name__}")
         self._policy = AddressPolicy(enabled=not allow_private_addresses, allowed_networks=allowed_networks)
-        self._owns_pool = pool is None
-        self._pool = pool if pool is not None else urllib3.PoolManager(num_pools=64, maxsize=4)
-        self._pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        # The manager is where settings come from (its connection_pool_kw: TLS trust, maxsize, block, ...);
+        # the pools themselves are this transport's, one per destination, looked up without urllib3's key
+        # normalisation on every attempt.
+        self._pool = pool if pool is not None else urllib3.PoolManager(num_pools=_MAX_POOLS, maxsize=4)
         self._max_response_bytes = max_response_bytes
+        self._fresh_state()
+        _live.add(self)
+
+    def _fresh_state(self) -> None:
+        """Pools, their lock and the deadline thread: what a forked child must not share with its parent."""
+        self._pools: dict[tuple[str, str, int, str | None], urllib3.HTTPConnectionPool] = {}
+        self._pools_lock = threading.Lock()
         self._watchdog = _Watchdog()
+
+    def _after_fork(self) -> None:  # pragma: no cover - runs in forked children (tests/test_fork.py)
+        # The child forgets the parent's pools without closing them: their sockets are the parent's
+        # connections (closing the child's copies of the descriptors, when they are collected, leaves the
+        # parent's connections open). The deadline thread did not survive the fork: a new one starts on use.
+        self._fresh_state()
+
+    def _connection_pool(self, scheme: str, address: str, port: int, server_name: str | None) -> Any:
+        key = (scheme, address, port, server_name)
+        pool = self._pools.get(key)
+        if pool is not None:
+            return pool
+        with self._pools_lock:  # another thread may have made it meanwhile
+            return self._pools.get(key) or self._new_pool(key)
+
+    def _new_pool(self, key: tuple[str, str, int, str | None]) -> Any:
+        scheme, address, port, server_name = key
+        if len(self._pools) >= _MAX_POOLS:
+            self._pools.pop(next(iter(self._pools))).close()  # the oldest
+        settings = dict(self._pool.connection_pool_kw)
+        if scheme == "http":
+            for name in SSL_KEYWORDS:
+                settings.pop(name, None)
+            pool: urllib3.HTTPConnectionPool = _HTTPPool(address, port, **settings)
+        else:
+            if server_name is not None:
+                # Connect to the checked address; send SNI for and verify the certificate against the name.
+                settings["server_hostname"] = server_name
+                settings["assert_hostname"] = server_name
+            pool = _HTTPSPool(address, port, **settings)
+        self._pools[key] = pool
+        return pool
 
     def send(self, request: DeliveryRequest) -> AttemptResult:
         """POST ``request.body`` to ``request.url``, one attempt."""
         started = time.monotonic()
         timeout = request.timeout
         deadline = started + timeout
-        target = _target(request.url)
+        try:
+            target = parse_url(request.url)
+        except (ValueError, TypeError) as exc:  # a hand-built request: the Endpoint would have refused it
+            return AttemptResult(None, f"invalid URL: it {exc}", time.monotonic() - started, permanent=True)
         try:
             address = self._policy.resolve(target.host, target.port) if self._policy.enabled else target.host
         except BlockedAddress as exc:
@@ -245,20 +344,18 @@ class HttpTransport(Transport):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return AttemptResult(None, f"timeout: name resolution took over {timeout:g} s", time.monotonic() - started)
-        pool_kwargs = None
-        if target.scheme == "https" and address != target.host:
-            # Connect to the checked address, but send SNI for and verify the certificate against the name.
-            pool_kwargs = {"server_hostname": target.host, "assert_hostname": target.host}
-        pool = self._pool.connection_from_host(address, target.port, target.scheme, pool_kwargs=pool_kwargs)
+        server_name = target.host if target.scheme == "https" and address != target.host else None
+        pool = self._connection_pool(target.scheme, address, target.port, server_name)
         headers = dict(request.headers)
         headers["Host"] = target.host_header
         attempt = _Attempt(deadline)
-        self._watchdog.watch(attempt)
+        watchdog = self._watchdog
+        watchdog.watch(attempt)
         _local.attempt = attempt
         try:
             response = pool.urlopen(
                 "POST",
-                target.path,
+                target.target,
                 body=request.body,
                 headers=headers,
                 retries=False,
@@ -269,20 +366,31 @@ class HttpTransport(Transport):
                 release_conn=False,
             )
         except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
-            attempt.done = True
-            return AttemptResult(None, _describe(exc, attempt, timeout), time.monotonic() - started)
+            watchdog.finish(attempt)
+            error = _scrub(_describe(exc, attempt, timeout), request.headers)
+            return AttemptResult(None, error, time.monotonic() - started)
+        except Exception as exc:  # a request http.client refuses (a hand-built header): its message may quote it
+            watchdog.finish(attempt)
+            error = f"{type(exc).__name__} while sending the request (its message is withheld: it may quote a header)"
+            return AttemptResult(None, error, time.monotonic() - started)
         finally:
             _local.attempt = None
         body, complete = self._read(response, attempt)
-        attempt.done = True
-        if not complete:
-            response.close()  # the rest is discarded with the connection, never drained
+        watchdog.finish(attempt)
+        # Release explicitly, never by garbage collection: a complete body ends the response (so the
+        # connection can serve the next request even while this response object lives on); anything else
+        # closes the connection, the rest of the body discarded with it.
+        if complete:
+            response.drain_conn()
+        else:
+            response.close()
         response.release_conn()
+        retry_after = response.headers.get("Retry-After")
         return AttemptResult(
             response.status,
             None,
             time.monotonic() - started,
-            retry_after=parse_retry_after(response.headers.get("Retry-After"), time.time()),
+            retry_after=None if retry_after is None else parse_retry_after(retry_after, time.time()),
             response_body=body,
         )
 
@@ -304,7 +412,31 @@ class HttpTransport(Transport):
             return bytes(body[:limit]), False
 
     def close(self) -> None:
-        """Stop the deadline thread and close the pooled connections (of a pool this transport created)."""
+        """Stop the deadline thread and close the pooled connections."""
         self._watchdog.close()
-        if self._owns_pool:
-            self._pool.clear()
+        with self._pools_lock:
+            pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
+
+
+_MAX_POOLS = 64
+_live: weakref.WeakSet[HttpTransport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children (tests/test_fork.py)
+    for transport in list(_live):
+        transport._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python has it
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _scrub(text: str, headers: Mapping[str, str]) -> str:
+    """``text`` without any header value, or any word of one: an error from below may quote what it was given."""
+    for value in headers.values():
+        for word in sorted({value, *value.split()}, key=len, reverse=True):  # the whole value before its words
+            if len(word) >= 6 and word in text:
+                text = text.replace(word, "***")
+    return text
