@@ -11,7 +11,7 @@ import pytest
 
 from cases import documented_flag_event
 from flaghooks import ConfigError, DeliveryResult, Endpoint, RetryPolicy, Signing, Webhooks, generate_secret
-from flaghooks.transports import DeliveryRequest, HttpTransport
+from flaghooks.transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
 from httpserver import HttpServer, Received, Reply, free_port
 
 URL_USER = "hookUSER4d1e"
@@ -157,3 +157,34 @@ def test_header_value_quoted_by_a_lower_layer_is_hidden(all_logs: pytest.LogCapt
         result = transport.send(request)
     assert result.status is None and result.error
     assert leaks(result.error) == [] and leaks(repr(result)) == [] and leaks(all_logs.text) == []
+
+
+class _Indiscreet(Transport):
+    """A custom transport that quotes everything it was given in its errors: raising, then returning."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def send(self, request: DeliveryRequest) -> AttemptResult:
+        self.calls += 1
+        quoted = f"{request.url} {dict(request.headers)} {request.endpoint.secret} {request.endpoint.previous_secrets}"
+        if self.calls % 2:
+            raise RuntimeError(f"could not deliver: {quoted}")
+        return AttemptResult(None, f"gave up: {quoted}")
+
+
+def test_custom_transport_errors_are_recorded_without_secrets(all_logs: pytest.LogCaptureFixture) -> None:
+    """Whatever a custom transport's exception or error text quotes, the recorded error, the results' reprs and
+    the log lines hold no signature, secret, header value or URL credential."""
+    transport = _Indiscreet()
+    with Webhooks(transport=transport, retry=RetryPolicy(attempts=2, backoff=0, jitter=0)) as webhooks:
+        for endpoint in endpoints(8080)[:2]:
+            webhooks.subscribe(endpoint, environment=23)
+        results = webhooks.publish(documented_flag_event())
+    assert transport.calls == 4 and not any(r.ok for r in results)
+    errors = [attempt.error or "" for result in results for attempt in result.history]
+    assert any(e.startswith("RuntimeError: could not deliver") for e in errors)
+    assert any(e.startswith("gave up:") for e in errors)
+    assert all("***" in e for e in errors)  # the quoted secrets were there, and were withheld
+    texts = [*errors, *(repr(r) for r in results), all_logs.text]
+    assert [(text, leaks(text)) for text in texts if leaks(text)] == []

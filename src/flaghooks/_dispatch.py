@@ -28,6 +28,7 @@ from ._version import VERSION
 from ._wire import PayloadFormat, encode
 from .exceptions import ConfigError, PayloadError
 from .transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
+from .transports._base import withhold_secrets
 
 __all__ = ["DeliveryResult", "Webhooks"]
 
@@ -391,7 +392,8 @@ class Webhooks:
         try:
             result = self._transport.send(request)
         except Exception as exc:  # a transport's bug must not stop the caller; it is a failed attempt
-            return AttemptResult(None, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+            error = withhold_secrets(f"{type(exc).__name__}: {exc}", request)
+            return AttemptResult(None, error, time.monotonic() - started)
         if not isinstance(result, AttemptResult):
             # A programming error in the transport: the same code returns the same junk on every retry, so
             # retrying only delays the caller. Permanent, and named so the author finds it.
@@ -402,6 +404,11 @@ class Webhooks:
                 time.monotonic() - started,
                 permanent=True,
             )
+        if result.error is not None and not isinstance(self._transport, HttpTransport):
+            # A custom transport's error text may quote what it was given (HttpTransport's never does).
+            error = withhold_secrets(result.error, request)
+            if error != result.error:
+                result = attrs.evolve(result, error=error)
         return result
 
     def _report(self, result: DeliveryResult) -> DeliveryResult:

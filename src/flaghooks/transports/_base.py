@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
+import urllib.parse
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -17,7 +18,11 @@ if TYPE_CHECKING:
     from .._endpoints import Endpoint
     from .._events import WebhookEvent
 
-__all__ = ["AttemptResult", "DeliveryRequest", "Transport"]
+__all__ = ["AttemptResult", "DeliveryRequest", "Transport", "withhold_secrets"]
+
+# Headers whose values flaghooks computes from a secret; an endpoint's own extra headers are withheld too.
+_SIGNATURE_HEADERS = frozenset({"x-flagsmith-signature", "webhook-signature"})
+_SHORTEST_WITHHELD = 6  # shorter words ("Bearer", "v1,") are too common in error texts to be worth hiding
 
 
 @attrs.frozen(repr=False)
@@ -135,3 +140,30 @@ class Transport(abc.ABC):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _secret_words(request: DeliveryRequest) -> list[str]:
+    endpoint = request.endpoint
+    values = [value for name, value in request.headers.items() if name.lower() in _SIGNATURE_HEADERS]
+    values += endpoint.headers.values()
+    if endpoint.secret is not None:
+        values.append(endpoint.secret)
+    values += endpoint.previous_secrets
+    for url in {request.url, endpoint.url}:
+        authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        userinfo = authority.rpartition("@")[0]
+        for part in userinfo.split(":"):
+            values += (part, urllib.parse.unquote(part))
+    words = {word for value in values for word in (value, *value.split()) if len(word) >= _SHORTEST_WITHHELD}
+    return sorted(words, key=len, reverse=True)  # a whole value before its words
+
+
+def withhold_secrets(text: str, request: DeliveryRequest) -> str:
+    """``text`` without anything secret about ``request``: signatures, the endpoint's secrets and extra header
+    values, the URL's user information (each also word by word). Errors from below, or from a custom
+    transport, may quote what they were given; this is applied to every error text before it is recorded.
+    """
+    for word in _secret_words(request):
+        if word in text:
+            text = text.replace(word, "***")
+    return text

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
@@ -31,7 +31,7 @@ from urllib3.poolmanager import SSL_KEYWORDS
 from .._endpoints import parse_url
 from ..exceptions import ConfigError
 from ._address import AddressPolicy, BlockedAddress
-from ._base import AttemptResult, DeliveryRequest, Transport
+from ._base import AttemptResult, DeliveryRequest, Transport, withhold_secrets
 
 __all__ = ["HttpTransport"]
 
@@ -367,7 +367,7 @@ class HttpTransport(Transport):
             )
         except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
             watchdog.finish(attempt)
-            error = _scrub(_describe(exc, attempt, timeout), request.headers)
+            error = withhold_secrets(_describe(exc, attempt, timeout), request)
             return AttemptResult(None, error, time.monotonic() - started)
         except Exception as exc:  # a request http.client refuses (a hand-built header): its message may quote it
             watchdog.finish(attempt)
@@ -431,12 +431,3 @@ def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked childre
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python has it
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _scrub(text: str, headers: Mapping[str, str]) -> str:
-    """``text`` without any header value, or any word of one: an error from below may quote what it was given."""
-    for value in headers.values():
-        for word in sorted({value, *value.split()}, key=len, reverse=True):  # the whole value before its words
-            if len(word) >= 6 and word in text:
-                text = text.replace(word, "***")
-    return text
