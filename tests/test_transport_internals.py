@@ -23,10 +23,10 @@ from flaghooks import ConfigError, Endpoint, RetryPolicy, Webhooks
 from flaghooks.transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
 from flaghooks.transports import _http as http_module
 from flaghooks.transports._address import AddressPolicy, BlockedAddress
+from flaghooks.transports._base import withhold_secrets
 from flaghooks.transports._http import (
     _Attempt,
     _describe,
-    _scrub,
     _Watchdog,
     _WatchedHTTPConnection,
     _WatchedHTTPSConnection,
@@ -367,9 +367,21 @@ def test_slow_name_resolution_uses_up_the_deadline(monkeypatch: pytest.MonkeyPat
     assert result.status is None and result.error == "timeout: name resolution took over 0.05 s"
 
 
-def test_scrub_hides_header_values_and_their_words() -> None:
-    """An error text quoting a header value, whole or a word of it, shows *** instead."""
-    headers = {"Authorization": "Bearer s3cr3t-t0ken", "X-Short": "abc"}
-    assert _scrub("bad value b'Bearer s3cr3t-t0ken\\n'", headers) == "bad value b'***\\n'"
-    assert _scrub("quoted 's3cr3t-t0ken' alone", headers) == "quoted '***' alone"
-    assert _scrub("abc stays: too short to be a secret", headers) == "abc stays: too short to be a secret"
+def test_withhold_secrets_hides_header_values_and_their_words() -> None:
+    """An error text quoting an endpoint's header value, whole or a word of it, shows *** instead; short words
+    and the headers flaghooks sets without a secret (the event id, the content type) stay."""
+    endpoint = Endpoint(
+        "https://hooks.example.com/", headers={"Authorization": "Bearer s3cr3t-t0ken", "X-Short": "abc"}
+    )
+    request = DeliveryRequest(
+        endpoint.url,
+        b"{}",
+        {"Content-Type": "application/json", **endpoint.headers},
+        1.0,
+        endpoint,
+        documented_flag_event(),
+    )
+    assert withhold_secrets("bad value b'Bearer s3cr3t-t0ken\\n'", request) == "bad value b'***\\n'"
+    assert withhold_secrets("quoted 's3cr3t-t0ken' alone", request) == "quoted '***' alone"
+    assert withhold_secrets("abc stays: too short to be a secret", request) == "abc stays: too short to be a secret"
+    assert withhold_secrets("sent application/json", request) == "sent application/json"
