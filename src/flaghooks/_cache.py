@@ -85,8 +85,8 @@ class FlagCache:
       that arrive later, even after the feature has been created again after T;
     - FLAG_DELETED of an override removes just that override, with the same rule for its target; a deleted
       identity override is remembered while its deletion is among the last 65,536 events applied; after that,
-      an identity-override event of that feature in that environment no newer than the deletion is ignored
-      (a late retry never brings a deleted override back);
+      an identity-override creation or update of that feature in that environment no newer than the deletion
+      is ignored (a late retry never brings a deleted override back; docs/receiving.md states the bound);
     - a feature's name is the one its newest event carries; a name finds, among the features whose name it
       is, the one whose newest event is newest;
     - audit events, and events of types flaghooks does not know, change nothing.
@@ -129,10 +129,11 @@ class FlagCache:
         identity = state.identity
         with self._lock:
             recent = self._recent
-            if event_id in recent:
-                return False
-            recent[event_id] = None
-            if len(recent) > self._REMEMBERED_IDS:
+            held = len(recent)
+            recent.setdefault(event_id)
+            if len(recent) == held:
+                return False  # applied already
+            if held == self._REMEMBERED_IDS:
                 self._forget(recent.popitem(last=False)[1])
             feature = self._features.get(scope)
             if feature is None:
@@ -201,7 +202,8 @@ class FlagCache:
                 self._live += 1
                 return True
             old = current[1]
-            return old is not new and old != new
+            # The cheap fields first: an update usually changes one of them, and the old state is rarely in cache.
+            return old.enabled is not new.enabled or old.value != new.value or (old is not new and old != new)
 
     def _delete_feature(self, feature: _Feature, key: _Key) -> bool:
         """FLAG_DELETED of the environment default: drop everything of the feature older than ``key``."""
