@@ -25,6 +25,7 @@ from flaghooks import (
     audit_log_created,
     flag_changed,
 )
+from flaghooks._cache import RecentIds
 from flaghooks.receiver import FlagCache
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
@@ -469,6 +470,21 @@ class TestBoundedMemory:
         assert cache.get(10, "banner", identity="bob") is None and len(cache) == 2
         assert not cache.apply(deleted(state(value="x", identity=Identity(903, "dave")), 2.5, "d_dave"))
 
+    def test_forgetting_keeps_what_is_newer(self) -> None:
+        """Leaving the window forgets a tombstone only: an override created again meanwhile stays, and a
+        deletion forgotten later but older than the floor does not lower it."""
+        cache = SmallCache()
+        bob, carol, dave = Identity(901, "bob"), Identity(902, "carol"), Identity(903, "dave")
+        cache.apply(deleted(state(identity=dave), 2, "d_dave"))
+        cache.apply(deleted(state(identity=ALICE), 5, "d_alice"))
+        cache.apply(deleted(state(identity=bob), 3, "d_bob"))
+        cache.apply(updated(state(value="again", identity=dave), 7, "c_dave"))
+        for n in range(300):
+            cache.apply(updated(state(feature=2, value=n), 10 + n, f"other{n}"))
+        assert cache.value(10, "banner", identity="dave") == "again"
+        assert not cache.apply(updated(state(value="late", identity=carol), 4, "c_carol"))  # the floor is 5
+        assert cache.apply(updated(state(value="later", identity=carol), 5.5, "c_carol_2"))
+
     def test_environment_deletion_drops_every_override_tombstone(self) -> None:
         """Deleting the environment default covers its overrides' tombstones: none is kept after it, and older
         override events stay hidden by the feature's own tombstone."""
@@ -499,6 +515,14 @@ class TestBoundedMemory:
         assert cache.value(10, "banner", identity="alice") == "new alice"
         assert [s.value for s in cache.segment_overrides(10, 1)] == ["g"]
         assert not cache.apply(updated(state(value="stale", identity=carol), 4, "e4b"))
+
+
+def test_recent_ids() -> None:
+    """The receiver's bounded set of recent ids: a duplicate is refused, and the oldest id is forgotten first."""
+    recent = RecentIds(2)
+    assert recent.add("a") and recent.add("b") and not recent.add("a") and "a" in recent
+    assert recent.add("c") and "a" not in recent and "b" in recent
+    assert recent.add("a")
 
 
 def test_readers_and_writers_at_once() -> None:
