@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import operator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -246,3 +247,32 @@ class TestUnknownTimestamps:
         for order in ([dated, gone], [gone, dated]):
             cache = fed(order)
             assert cache.value(10, "checkout") == "dated" and len(cache) == 1
+
+
+def test_the_undated_time_sorts_before_every_datetime() -> None:
+    """The cache's time for an unknown timestamp compares below every datetime (even the smallest), equal
+    only to itself, in either operand order and inside the (time, event id) keys the cache compares."""
+    from flaghooks._cache import _UNDATED
+
+    earliest = datetime.min.replace(tzinfo=UTC)
+    undated = _UNDATED
+    for dated in (earliest, T0):
+        # Both operand orders on purpose: the datetime side answers NotImplemented and Python asks the other.
+        assert [op(undated, dated) for op in (operator.lt, operator.le, operator.gt, operator.ge)] == [
+            True,
+            True,
+            False,
+            False,
+        ]
+        assert [op(dated, undated) for op in (operator.lt, operator.le, operator.gt, operator.ge)] == [
+            False,
+            False,
+            True,
+            True,
+        ]
+        assert operator.ne(undated, dated) and operator.ne(dated, undated)
+    same = [op(undated, _UNDATED) for op in (operator.eq, operator.lt, operator.le, operator.gt, operator.ge)]
+    assert same == [True, False, True, False, True]
+    keys = [(T0, "a"), (_UNDATED, "z"), (earliest, "b"), (_UNDATED, "c")]
+    assert sorted(keys) == [(_UNDATED, "c"), (_UNDATED, "z"), (earliest, "b"), (T0, "a")]
+    assert repr(_UNDATED) == "<undated>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ._changes import Scope
@@ -14,13 +14,36 @@ from ._models import Environment, Feature, FeatureState, FlagValue, Identity
 
 __all__ = ["FlagCache"]
 
-# An event's place in the total order that decides every conflict: (dated, timestamp, event id). Newest wins,
-# ties broken by the event id; an event without a timestamp (Flagsmith sent "") is older than any dated one.
-_Key = tuple[bool, datetime, str]
-_UNDATED = datetime.min.replace(tzinfo=UTC)  # placeholder only: the leading False already orders undated first
-# What a target holds: the newest event's key and its state, or None once deleted (a tombstone for that target,
-# so that older events for it stay ignored).
-_Entry = tuple[_Key, FeatureState | None]
+
+class _Undated:
+    """The time of an event whose timestamp is unknown (Flagsmith sent ``""``): before every datetime."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: datetime | _Undated) -> bool:
+        return other is not self
+
+    def __le__(self, other: datetime | _Undated) -> bool:
+        return True
+
+    def __gt__(self, other: datetime | _Undated) -> bool:
+        return False
+
+    def __ge__(self, other: datetime | _Undated) -> bool:
+        return other is self
+
+    def __repr__(self) -> str:
+        return "<undated>"
+
+
+_UNDATED = _Undated()
+_Time = datetime | _Undated
+# An event's place in the total order that decides every conflict: (timestamp, event id). Newest wins, ties
+# broken by the event id.
+_Key = tuple[_Time, str]
+# What a target holds, flat (one object per target): the newest event's timestamp and id, and its state or None
+# once deleted (a tombstone for that target, so that older events for it stay ignored).
+_Entry = tuple[_Time, str, FeatureState | None]
 _SCOPES = tuple(Scope)
 
 
@@ -123,7 +146,8 @@ class FlagCache:
         assert state is not None  # a FlagChange always has one
         event_id = event.id
         timestamp = data.timestamp
-        key: _Key = (True, timestamp, event_id) if timestamp is not None else (False, _UNDATED, event_id)
+        when: _Time = timestamp if timestamp is not None else _UNDATED
+        key: _Key = (when, event_id)
         name = state.feature.name
         scope = (state.environment.id, state.feature.id)
         identity = state.identity
@@ -134,7 +158,9 @@ class FlagCache:
             if len(recent) == held:
                 return False  # applied already
             if held == self._REMEMBERED_IDS:
-                self._forget(recent.popitem(last=False)[1])
+                forgotten = recent.popitem(last=False)[1]
+                if forgotten is not None:
+                    self._forget(*forgotten)
             feature = self._features.get(scope)
             if feature is None:
                 feature = self._features[scope] = _Feature(name, key)
@@ -152,7 +178,8 @@ class FlagCache:
                 identifier = identity.identifier
                 table = feature.identities
                 current = table.get(identifier)
-                if current is not None and key <= current[0]:
+                # Not newer than what the target holds (the key compared in place, not rebuilt as a tuple).
+                if current is not None and (when < current[0] or (when == current[0] and event_id <= current[1])):
                     return False
                 floor = feature.floor
                 if new is None:
@@ -163,16 +190,16 @@ class FlagCache:
                             return False
                         del table[identifier]
                     else:
-                        entry = table[identifier] = (key, None)
+                        entry = table[identifier] = (when, event_id, None)
                         recent[event_id] = (feature, identifier, entry)
-                    if current is None or current[1] is None:
+                    if current is None or current[2] is None:
                         return False
                     feature.live -= 1
                     self._live -= 1
                     return True
                 if floor is not None and key <= floor:
                     return False
-                table[identifier] = (key, new)
+                table[identifier] = (when, event_id, new)
             elif state.feature_segment is not None:
                 segment = state.feature_segment
                 where: Hashable = (
@@ -180,11 +207,11 @@ class FlagCache:
                 )
                 table_s = feature.segments
                 current = table_s.get(where)
-                if current is not None and key <= current[0]:
+                if current is not None and (when < current[0] or (when == current[0] and event_id <= current[1])):
                     return False
-                table_s[where] = (key, new)
+                table_s[where] = (when, event_id, new)
                 if new is None:
-                    if current is None or current[1] is None:
+                    if current is None or current[2] is None:
                         return False
                     feature.live -= 1
                     self._live -= 1
@@ -193,15 +220,15 @@ class FlagCache:
                 return self._delete_feature(feature, key)
             else:
                 current = feature.default
-                if current is not None and key <= current[0]:
+                if current is not None and (when < current[0] or (when == current[0] and event_id <= current[1])):
                     return False
-                feature.default = (key, new)
+                feature.default = (when, event_id, new)
             # An update of a target: changed unless the target already showed an equal state.
-            if current is None or current[1] is None:
+            if current is None or current[2] is None:
                 feature.live += 1
                 self._live += 1
                 return True
-            old = current[1]
+            old = current[2]
             # The cheap fields first: an update usually changes one of them, and the old state is rarely in cache.
             return old.enabled is not new.enabled or old.value != new.value or (old is not new and old != new)
 
@@ -217,26 +244,24 @@ class FlagCache:
             feature.live = 0
         else:
             default = feature.default
-            if default is not None and default[0] < key:
+            if default is not None and (default[0], default[1]) < key:
                 feature.default = None
-                feature.live -= default[1] is not None
+                feature.live -= default[2] is not None
             segments, identities = feature.segments, feature.identities
-            for where in [where for where, entry in segments.items() if entry[0] < key]:
-                feature.live -= segments.pop(where)[1] is not None
-            for identifier in [identifier for identifier, entry in identities.items() if entry[0] < key]:
-                feature.live -= identities.pop(identifier)[1] is not None
+            for where in [where for where, entry in segments.items() if (entry[0], entry[1]) < key]:
+                feature.live -= segments.pop(where)[2] is not None
+            for identifier in [identifier for identifier, entry in identities.items() if (entry[0], entry[1]) < key]:
+                feature.live -= identities.pop(identifier)[2] is not None
         self._live -= before - feature.live
         return feature.live != before
 
-    def _forget(self, tombstone: tuple[_Feature, str, _Entry] | None) -> None:
+    def _forget(self, feature: _Feature, identifier: str, entry: _Entry) -> None:
         """The deletion of an identity override left the recent ids: fold its tombstone into the floor."""
-        if tombstone is None:
-            return
-        feature, identifier, entry = tombstone
         if feature.identities.get(identifier) is entry:  # else a newer event or a feature deletion replaced it
             del feature.identities[identifier]
-            if feature.floor is None or feature.floor < entry[0]:
-                feature.floor = entry[0]
+            forgotten = (entry[0], entry[1])
+            if feature.floor is None or feature.floor < forgotten:
+                feature.floor = forgotten
 
     def _rename(self, scope: tuple[int, int], feature: _Feature, name: str) -> None:
         environment, feature_id = scope
@@ -284,10 +309,10 @@ class FlagCache:
                 return None
             if identity is not None:
                 override = found.identities.get(identity)
-                if override is not None and override[1] is not None:
-                    return override[1]
+                if override is not None and override[2] is not None:
+                    return override[2]
             default = found.default
-            return None if default is None else default[1]
+            return None if default is None else default[2]
 
     def is_enabled(
         self,
@@ -318,7 +343,7 @@ class FlagCache:
         with self._lock:
             found = self._find(environment, feature)
             entries = [] if found is None else list(found.segments.items())
-        overrides = [(where, entry[1]) for where, entry in entries if entry[1] is not None]
+        overrides = [(where, entry[2]) for where, entry in entries if entry[2] is not None]
 
         def order(item: tuple[Hashable, FeatureState]) -> tuple[bool, int, str]:
             fs = item[1].feature_segment
@@ -338,13 +363,13 @@ class FlagCache:
             ]
         items: list[tuple[tuple[int, int, int, str], FeatureState]] = []
         for (environment, feature_id), default, segments, identities in copied:
-            if default is not None and default[1] is not None:
-                items.append(((environment, feature_id, 0, "None"), default[1]))
+            if default is not None and default[2] is not None:
+                items.append(((environment, feature_id, 0, "None"), default[2]))
             for rank, table in ((_SCOPES.index(Scope.SEGMENT), segments), (_SCOPES.index(Scope.IDENTITY), identities)):
                 items.extend(
-                    ((environment, feature_id, rank, repr(where)), entry[1])
+                    ((environment, feature_id, rank, repr(where)), entry[2])
                     for where, entry in table
-                    if entry[1] is not None
+                    if entry[2] is not None
                 )
         items.sort(key=lambda item: item[0])
         return [state for _, state in items]
