@@ -217,6 +217,8 @@ class FlagCache:
                     self._live -= 1
                     return True
             elif new is None:
+                # Held here until the lock is released, so that freeing a million overrides keeps no reader waiting.
+                dropped = (feature.segments, feature.identities)  # noqa: F841
                 return self._delete_feature(feature, key)
             else:
                 current = feature.default
