@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +25,7 @@ from flaghooks import (
     audit_log_created,
     flag_changed,
 )
+from flaghooks._cache import RecentIds
 from flaghooks.receiver import FlagCache
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
@@ -305,3 +308,255 @@ def test_thread_safety() -> None:
     for thread in threads:
         thread.join()
     assert cache.value(10, "banner") == 399 and cache.states() == in_order(events).states()
+
+
+# --- what lookups accept ---------------------------------------------------------------------------------------
+
+
+class TestLookupArguments:
+    @pytest.fixture
+    def cache(self) -> FlagCache:
+        cache = FlagCache()
+        cache.apply(updated(state(enabled=False, value="red"), 1, "e1"))
+        cache.apply(updated(state(enabled=True, value="gold", identity=ALICE), 2, "e2"))
+        cache.apply(updated(state(value="b", feature_segment=BETA), 3, "e3"))
+        return cache
+
+    def test_model_objects_mean_their_ids(self, cache: FlagCache) -> None:
+        """An Environment means its id, a Feature its id, an Identity its identifier, in every lookup."""
+        environment, feature = Environment(10, "Production"), FEATURES[1]
+        assert cache.get(environment, feature, identity=ALICE) == cache.get(10, 1, identity="alice")
+        assert cache.value(environment, "banner", identity=Identity(3, "alice")) == "gold"
+        assert cache.is_enabled(environment, feature, identity=ALICE) is True
+        assert cache.is_enabled(10, feature, identity=Identity(4, "bob")) is False
+        assert cache.value(Environment(11), feature, default="unknown") == "unknown"
+        assert [s.value for s in cache.segment_overrides(environment, feature)] == ["b"]
+
+    @pytest.mark.parametrize(
+        ("arguments", "named"),
+        [
+            ({"identity": 3}, "identity"),
+            ({"identity": 900}, "identity"),
+            ({"identity": b"alice"}, "identity"),
+            ({"environment": "5"}, "environment"),
+            ({"environment": "10"}, "environment"),
+            ({"environment": True}, "environment"),
+            ({"environment": 10.0}, "environment"),
+            ({"environment": None}, "environment"),
+            ({"feature": 1.0}, "feature"),
+            ({"feature": True}, "feature"),
+            ({"feature": FEATURES[1].project}, "feature"),
+        ],
+    )
+    def test_anything_else_is_a_type_error_naming_the_argument(
+        self, cache: FlagCache, arguments: dict[str, Any], named: str
+    ) -> None:
+        """A wrong type is a TypeError that names the argument, never a silent default, in every lookup."""
+        call: dict[str, Any] = {"environment": 10, "feature": "banner", **arguments}
+        identity = call.pop("identity", None)
+        lookups = [
+            lambda: cache.get(call["environment"], call["feature"], identity=identity),
+            lambda: cache.is_enabled(call["environment"], call["feature"], identity=identity, default=True),
+            lambda: cache.value(call["environment"], call["feature"], identity=identity, default="x"),
+        ]
+        if "identity" not in arguments:
+            lookups.append(lambda: cache.segment_overrides(call["environment"], call["feature"]))
+        for lookup in lookups:
+            with pytest.raises(TypeError, match=f"^{named} must be"):
+                lookup()
+
+    def test_an_identity_id_is_not_its_identifier(self, cache: FlagCache) -> None:
+        """identity=900 (Alice's id) says what is wrong rather than answering the default."""
+        with pytest.raises(TypeError, match="id is not its identifier"):
+            cache.value(10, "banner", identity=900)  # type: ignore[arg-type]
+
+    def test_str_and_int_subclasses_are_their_values(self, cache: FlagCache) -> None:
+        """A str or int subclass (an enum member, say) is taken for its value."""
+
+        class Name(str):
+            pass
+
+        class Number(int):
+            pass
+
+        assert cache.value(Number(10), Name("banner"), identity=Name("alice")) == "gold"
+        assert cache.value(10, Number(1)) == "red"
+
+
+# --- what the cache keeps ------------------------------------------------------------------------------------
+
+
+class SmallCache(FlagCache):
+    """The same cache with a window of 256 recent events, so that tests can go past it quickly."""
+
+    _REMEMBERED_IDS = 256
+
+
+def retained_bytes(make: Any, events: Any) -> int:
+    """Bytes still allocated by a cache after it has been fed ``events`` (produced one at a time, so that
+    only what the cache keeps is counted)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        cache = make()
+        for event in events:
+            cache.apply(event)
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == 1  # only the environment default is left
+    return held
+
+
+def created_and_deleted(count: int) -> Any:
+    """The environment default, then ``count`` identity overrides, each created and deleted."""
+    yield updated(state(value="default"), 0, "default")
+    for n in range(count):
+        who = Identity(n + 1, f"user-{n}")
+        yield updated(state(value=n, identity=who), 1 + n, f"c{n}")
+        yield deleted(state(value=n, identity=who), 1.5 + n, f"d{n}")
+
+
+class TestBoundedMemory:
+    def test_deleted_overrides_are_not_kept_forever(self) -> None:
+        """10k identity overrides created and deleted leave about what 1k do: the tombstones of deleted
+        overrides are bounded by the recent-event window, not by how many overrides ever existed."""
+        small = retained_bytes(SmallCache, created_and_deleted(1_000))
+        large = retained_bytes(SmallCache, created_and_deleted(10_000))
+        assert large < 1.5 * small, (small, large)
+
+    def test_deleted_overrides_within_the_window(self) -> None:
+        """With the default window, 10k overrides created and deleted: len counts none of them, and none is
+        listed."""
+        cache = FlagCache()
+        for event in created_and_deleted(10_000):
+            cache.apply(event)
+        assert len(cache) == 1 and cache.states() == [state(value="default")]
+        assert cache.get(10, "banner", identity="user-5") == state(value="default")
+
+    def test_a_late_retry_never_resurrects_a_forgotten_deletion(self) -> None:
+        """Once an override's deletion has left the window, a late copy of its creation (a sender's retry) is
+        still ignored: deletions older than the window fold into a floor for the feature's identity
+        overrides."""
+        cache = SmallCache()
+        creation = updated(state(value="gold", identity=ALICE), 1, "c_alice")
+        cache.apply(creation)
+        cache.apply(deleted(state(value="gold", identity=ALICE), 2, "d_alice"))
+        for n in range(300):  # push both ids out of the window
+            cache.apply(updated(state(feature=2, value=n), 3 + n, f"other{n}"))
+        assert not cache.apply(creation)
+        assert not cache.apply(updated(state(value="older", identity=ALICE), 1.5, "c_alice_2"))
+        assert cache.get(10, "banner", identity="alice") is None
+        assert cache.apply(updated(state(value="newer", identity=ALICE), 2.5, "c_alice_3"))
+        assert cache.value(10, "banner", identity="alice") == "newer"
+
+    def test_the_price_of_the_floor(self) -> None:
+        """The documented price: an override event older than a forgotten deletion of another override of the
+        same feature is ignored when its identity holds nothing newer; a late deletion still removes an older
+        override, and other features are not affected."""
+        cache = SmallCache()
+        bob = Identity(901, "bob")
+        cache.apply(updated(state(value="bob", identity=bob), 1, "c_bob"))
+        cache.apply(updated(state(value="gold", identity=ALICE), 2, "c_alice"))
+        cache.apply(deleted(state(value="gold", identity=ALICE), 3, "d_alice"))
+        for n in range(300):
+            cache.apply(updated(state(feature=2, value=n), 4 + n, f"other{n}"))
+        carol = Identity(902, "carol")
+        assert not cache.apply(updated(state(value="late", identity=carol), 2.5, "c_carol"))
+        assert cache.get(10, "banner", identity="carol") is None
+        assert cache.apply(updated(state(feature=2, value="late", identity=carol), 2.5, "c_carol_2"))
+        assert cache.apply(deleted(state(value="bob", identity=bob), 2.5, "d_bob"))
+        assert cache.get(10, "banner", identity="bob") is None and len(cache) == 2
+        assert not cache.apply(deleted(state(value="x", identity=Identity(903, "dave")), 2.5, "d_dave"))
+
+    def test_forgetting_keeps_what_is_newer(self) -> None:
+        """Leaving the window forgets a tombstone only: an override created again meanwhile stays, and a
+        deletion forgotten later but older than the floor does not lower it."""
+        cache = SmallCache()
+        bob, carol, dave = Identity(901, "bob"), Identity(902, "carol"), Identity(903, "dave")
+        cache.apply(deleted(state(identity=dave), 2, "d_dave"))
+        cache.apply(deleted(state(identity=ALICE), 5, "d_alice"))
+        cache.apply(deleted(state(identity=bob), 3, "d_bob"))
+        cache.apply(updated(state(value="again", identity=dave), 7, "c_dave"))
+        for n in range(300):
+            cache.apply(updated(state(feature=2, value=n), 10 + n, f"other{n}"))
+        assert cache.value(10, "banner", identity="dave") == "again"
+        assert not cache.apply(updated(state(value="late", identity=carol), 4, "c_carol"))  # the floor is 5
+        assert cache.apply(updated(state(value="later", identity=carol), 5.5, "c_carol_2"))
+
+    def test_environment_deletion_drops_every_override_tombstone(self) -> None:
+        """Deleting the environment default covers its overrides' tombstones: none is kept after it, and older
+        override events stay hidden by the feature's own tombstone."""
+        cache = FlagCache()
+        for event in created_and_deleted(1_000):
+            cache.apply(event)
+        cache.apply(updated(state(value="late", identity=ALICE), 5_000, "alive"))
+        assert cache.apply(deleted(state(value="default"), 10_000, "gone"))
+        assert len(cache) == 0 and cache.states() == []
+        assert not cache.apply(updated(state(value=3, identity=Identity(4, "user-3")), 3.2, "c3_again"))
+        assert not cache.apply(updated(state(value="late"), 9_999, "late_default"))
+        assert cache.get(10, "banner", identity="user-3") is None
+
+    def test_deletion_arriving_after_newer_overrides(self) -> None:
+        """A deletion of the default that arrives after newer overrides keeps those and removes the older ones,
+        dead or alive; len follows."""
+        cache = FlagCache()
+        bob, carol = Identity(901, "bob"), Identity(902, "carol")
+        cache.apply(updated(state(value="d"), 1, "e1"))
+        cache.apply(updated(state(value="old bob", identity=bob), 2, "e2"))
+        cache.apply(deleted(state(value="x", identity=carol), 3, "e3"))
+        cache.apply(updated(state(value="b", feature_segment=BETA), 4, "e4"))
+        cache.apply(updated(state(value="new alice", identity=ALICE), 9, "e9"))
+        cache.apply(updated(state(value="g", feature_segment=GAMMA), 9, "e10"))
+        assert len(cache) == 5
+        assert cache.apply(deleted(state(value="d"), 5, "d5"))
+        assert len(cache) == 2 and cache.get(10, "banner") is None
+        assert cache.value(10, "banner", identity="alice") == "new alice"
+        assert [s.value for s in cache.segment_overrides(10, 1)] == ["g"]
+        assert not cache.apply(updated(state(value="stale", identity=carol), 4, "e4b"))
+
+
+def test_recent_ids() -> None:
+    """The receiver's bounded set of recent ids: a duplicate is refused, and the oldest id is forgotten first."""
+    recent = RecentIds(2)
+    assert recent.add("a") and recent.add("b") and not recent.add("a") and "a" in recent
+    assert recent.add("c") and "a" not in recent and "b" in recent
+    assert recent.add("a")
+
+
+def test_readers_and_writers_at_once() -> None:
+    """Threads reading (get, states, len, segment_overrides) while others apply creations, overrides and
+    deletions: no reader fails, and the end is the in-order result."""
+    events = []
+    for i in range(300):
+        events.append(updated(state(value=i, identity=Identity(i + 1, f"u{i % 40}")), i, f"o{i:04d}"))
+        events.append(updated(state(feature=2, value=i), i, f"s{i:04d}"))
+        if i % 50 == 49:
+            events.append(deleted(state(value=i), i + 0.5, f"x{i:04d}"))
+    cache = FlagCache()
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                cache.get(10, "banner", identity="u3")
+                cache.segment_overrides(10, 1)
+                assert len(cache.states()) >= 0 and len(cache) >= 0
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    writers = [
+        threading.Thread(target=lambda part=events[n::3]: [cache.apply(e) for e in reversed(part)]) for n in range(3)
+    ]
+    for thread in readers + writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    for thread in readers:
+        thread.join()
+    assert failures == []
+    assert cache.states() == in_order(events).states() and len(cache) == len(in_order(events))

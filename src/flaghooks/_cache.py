@@ -8,22 +8,43 @@ from collections.abc import Hashable
 from datetime import datetime
 from typing import Any
 
-import attrs
-
-from ._changes import Scope, target_of
-from ._events import EventType, FlagChange, WebhookEvent
-from ._models import FeatureState, FlagValue
+from ._changes import Scope
+from ._events import FlagChange, WebhookEvent
+from ._models import Environment, Feature, FeatureState, FlagValue, Identity
 
 __all__ = ["FlagCache"]
 
-# An event's place in the total order that decides every conflict: newest timestamp wins, ties by event id.
-_Key = tuple[datetime, str]
-# A target: (environment id, feature id, scope, override key); identity overrides are keyed by identifier.
-_Target = tuple[int, int, Scope, Hashable]
+
+class _Undated:
+    """The time of an event whose timestamp is unknown (Flagsmith sent ``""``): before every datetime."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: datetime | _Undated) -> bool:
+        return other is not self
+
+    def __le__(self, other: datetime | _Undated) -> bool:
+        return True
+
+    def __gt__(self, other: datetime | _Undated) -> bool:
+        return False
+
+    def __ge__(self, other: datetime | _Undated) -> bool:
+        return other is self
+
+    def __repr__(self) -> str:
+        return "<undated>"
 
 
-def _target(state: FeatureState) -> _Target:
-    return target_of(state, by_identifier=True)
+_UNDATED = _Undated()
+_Time = datetime | _Undated
+# An event's place in the total order that decides every conflict: (timestamp, event id). Newest wins, ties
+# broken by the event id.
+_Key = tuple[_Time, str]
+# What a target holds, flat (one object per target): the newest event's timestamp and id, and its state or None
+# once deleted (a tombstone for that target, so that older events for it stay ignored).
+_Entry = tuple[_Time, str, FeatureState | None]
+_SCOPES = tuple(Scope)
 
 
 class RecentIds:
@@ -49,10 +70,25 @@ class RecentIds:
             return True
 
 
-@attrs.frozen
-class _Entry:
-    key: _Key
-    state: FeatureState | None  # None: deleted (kept so that older events for the target stay ignored)
+class _Feature:
+    """Everything the cache holds for one feature in one environment.
+
+    The unit a store can keep together (one row, one hash): the targets' entries, the feature's tombstone, the
+    name it carries, and the floor below which identity-override events are no longer told apart.
+    """
+
+    __slots__ = ("default", "floor", "identities", "live", "name", "name_key", "newest", "segments", "tombstone")
+
+    def __init__(self, name: str, key: _Key) -> None:
+        self.name = name  # the name carried by this feature's newest event, ...
+        self.name_key = key  # ... and that event's key
+        self.tombstone: _Key | None = None  # the newest deletion of the environment default
+        self.floor: _Key | None = None  # the newest identity-override deletion forgotten (see FlagCache)
+        self.default: _Entry | None = None
+        self.segments: dict[Hashable, _Entry] = {}
+        self.identities: dict[str, _Entry] = {}
+        self.live = 0  # how many of the entries hold a state
+        self.newest = key  # no entry here is newer than this (lets a deletion skip looking at each)
 
 
 class FlagCache:
@@ -63,136 +99,313 @@ class FlagCache:
 
     - each target (an environment default, a segment override or an identity override of one feature in one
       environment) keeps its newest event by ``timestamp``; an older one is ignored; equal timestamps are
-      broken by the event id, so every cache decides alike;
+      broken by the event id, so every cache decides alike; an event without a timestamp is older than any
+      event with one;
     - an event id already applied is ignored (the last 65,536 ids are remembered; older duplicates are
       harmless anyway, since they are never newer than what the cache holds);
     - FLAG_DELETED of an environment default at time T removes the feature and all its overrides in that
       environment, and hides every event for that feature in that environment older than T, including ones
       that arrive later, even after the feature has been created again after T;
-    - FLAG_DELETED of an override removes just that override, with the same rule for its target;
-    - audit events change nothing.
+    - FLAG_DELETED of an override removes just that override, with the same rule for its target; a deleted
+      identity override is remembered while its deletion is among the last 65,536 events applied; after that,
+      an identity-override creation or update of that feature in that environment no newer than the deletion
+      is ignored (a late retry never brings a deleted override back; docs/receiving.md states the bound);
+    - a feature's name is the one its newest event carries; a name finds, among the features whose name it
+      is, the one whose newest event is newest;
+    - audit events, and events of types flaghooks does not know, change nothing.
+
+    Lookups take an environment id or an :class:`Environment`, a feature name, id or :class:`Feature`, and an
+    identity's identifier or an :class:`Identity`; anything else is a ``TypeError`` naming the argument.
+    Applying an event costs the same whatever the cache holds (a deletion of an environment default also looks
+    at that feature's overrides), and reads never wait for more than one apply.
     """
 
     _REMEMBERED_IDS = 65536
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._entries: dict[_Target, _Entry] = {}
-        self._tombstones: dict[tuple[int, int], _Key] = {}  # (environment, feature) -> newest deletion
-        self._names: dict[tuple[int, str], int] = {}  # (environment, feature name) -> feature id
-        self._applied = RecentIds(self._REMEMBERED_IDS)
+        self._lock = threading.Lock()
+        self._features: dict[tuple[int, int], _Feature] = {}
+        # (environment id, name) -> the ids of the features in that environment whose name it is.
+        self._names: dict[tuple[int, str], list[int]] = {}
+        # The recent event ids, oldest first; an identity-override deletion's id carries its tombstone, which
+        # is forgotten with the id (a dead entry per deleted override would otherwise be kept forever).
+        self._recent: OrderedDict[str, tuple[_Feature, str, _Entry] | None] = OrderedDict()
+        self._live = 0
 
     # --- feeding ---------------------------------------------------------------------------------------
 
     def apply(self, event: WebhookEvent) -> bool:
         """Apply one event; True when the cache's contents changed."""
-        if not isinstance(event, WebhookEvent):
+        if type(event) is not WebhookEvent and not isinstance(event, WebhookEvent):
             raise TypeError(f"event must be a WebhookEvent, got {type(event).__name__}")
         data = event.data
-        if not isinstance(data, FlagChange):
+        if type(data) is not FlagChange and not isinstance(data, FlagChange):
             return False
-        state = data.new_state if data.new_state is not None else data.previous_state
+        new = data.new_state
+        state = new if new is not None else data.previous_state
         assert state is not None  # a FlagChange always has one
-        key: _Key = (data.timestamp, event.id)
-        target = _target(state)
-        scope = (target[0], target[1])
+        event_id = event.id
+        timestamp = data.timestamp
+        when: _Time = timestamp if timestamp is not None else _UNDATED
+        key: _Key = (when, event_id)
+        name = state.feature.name
+        scope = (state.environment.id, state.feature.id)
+        identity = state.identity
         with self._lock:
-            if not self._applied.add(event.id):
-                return False
-            tombstone = self._tombstones.get(scope)
+            recent = self._recent
+            held = len(recent)
+            recent.setdefault(event_id)
+            if len(recent) == held:
+                return False  # applied already
+            if held == self._REMEMBERED_IDS:
+                forgotten = recent.popitem(last=False)[1]
+                if forgotten is not None:
+                    self._forget(*forgotten)
+            feature = self._features.get(scope)
+            if feature is None:
+                feature = self._features[scope] = _Feature(name, key)
+                self._names.setdefault((scope[0], name), []).append(scope[1])
+            elif key > feature.name_key:
+                if name != feature.name:
+                    self._rename(scope, feature, name)
+                feature.name_key = key
+            tombstone = feature.tombstone
             if tombstone is not None and key < tombstone:
                 return False  # hidden by a later deletion of the feature in this environment
-            before = self._visible(scope)
-            deleted = event.event_type is EventType.FLAG_DELETED
-            if deleted and target[2] is Scope.ENVIRONMENT:
-                # The deletion hides everything older for the feature here, even if its own target already
-                # holds something newer (a re-creation that arrived first).
-                self._tombstones[scope] = key
-                for other in [t for t, entry in self._entries.items() if t[:2] == scope and entry.key < key]:
-                    del self._entries[other]
-            current = self._entries.get(target)
-            if current is None or current.key < key:
-                self._entries[target] = _Entry(key, None if deleted else data.new_state)
-                if not deleted:
-                    self._names[(state.environment.id, state.feature.name)] = state.feature.id
-            return self._visible(scope) != before
+            if key > feature.newest:
+                feature.newest = key
+            if identity is not None:
+                identifier = identity.identifier
+                table = feature.identities
+                current = table.get(identifier)
+                # Not newer than what the target holds (the key compared in place, not rebuilt as a tuple).
+                if current is not None and (when < current[0] or (when == current[0] and event_id <= current[1])):
+                    return False
+                floor = feature.floor
+                if new is None:
+                    if floor is not None and key <= floor:
+                        # Older than a forgotten deletion: remove an older state, but keep no tombstone (the
+                        # floor already hides everything older for this identity).
+                        if current is None:
+                            return False
+                        del table[identifier]
+                    else:
+                        entry = table[identifier] = (when, event_id, None)
+                        recent[event_id] = (feature, identifier, entry)
+                    if current is None or current[2] is None:
+                        return False
+                    feature.live -= 1
+                    self._live -= 1
+                    return True
+                if floor is not None and key <= floor:
+                    return False
+                table[identifier] = (when, event_id, new)
+            elif state.feature_segment is not None:
+                segment = state.feature_segment
+                where: Hashable = (
+                    ("segment", segment.segment.id) if segment.segment is not None else ("feature_segment", segment.id)
+                )
+                table_s = feature.segments
+                current = table_s.get(where)
+                if current is not None and (when < current[0] or (when == current[0] and event_id <= current[1])):
+                    return False
+                table_s[where] = (when, event_id, new)
+                if new is None:
+                    if current is None or current[2] is None:
+                        return False
+                    feature.live -= 1
+                    self._live -= 1
+                    return True
+            elif new is None:
+                # Held here until the lock is released, so that freeing a million overrides keeps no reader waiting.
+                dropped = (feature.segments, feature.identities)  # noqa: F841
+                return self._delete_feature(feature, key)
+            else:
+                current = feature.default
+                if current is not None and (when < current[0] or (when == current[0] and event_id <= current[1])):
+                    return False
+                feature.default = (when, event_id, new)
+            # An update of a target: changed unless the target already showed an equal state.
+            if current is None or current[2] is None:
+                feature.live += 1
+                self._live += 1
+                return True
+            old = current[2]
+            # The cheap fields first: an update usually changes one of them, and the old state is rarely in cache.
+            return old.enabled is not new.enabled or old.value != new.value or (old is not new and old != new)
 
-    def _visible(self, scope: tuple[int, int]) -> dict[_Target, FeatureState]:
-        return {
-            target: entry.state
-            for target, entry in self._entries.items()
-            if target[:2] == scope and entry.state is not None
-        }
+    def _delete_feature(self, feature: _Feature, key: _Key) -> bool:
+        """FLAG_DELETED of the environment default: drop everything of the feature older than ``key``."""
+        feature.tombstone = key
+        # The tombstone replaces the targets' own: an entry older than it can go, dead or alive.
+        before = feature.live
+        if feature.newest <= key:  # the common case, nothing newer arrived first: no need to look at each
+            feature.default = None
+            feature.segments = {}
+            feature.identities = {}
+            feature.live = 0
+        else:
+            default = feature.default
+            if default is not None and (default[0], default[1]) < key:
+                feature.default = None
+                feature.live -= default[2] is not None
+            segments, identities = feature.segments, feature.identities
+            for where in [where for where, entry in segments.items() if (entry[0], entry[1]) < key]:
+                feature.live -= segments.pop(where)[2] is not None
+            for identifier in [identifier for identifier, entry in identities.items() if (entry[0], entry[1]) < key]:
+                feature.live -= identities.pop(identifier)[2] is not None
+        self._live -= before - feature.live
+        return feature.live != before
+
+    def _forget(self, feature: _Feature, identifier: str, entry: _Entry) -> None:
+        """The deletion of an identity override left the recent ids: fold its tombstone into the floor."""
+        if feature.identities.get(identifier) is entry:  # else a newer event or a feature deletion replaced it
+            del feature.identities[identifier]
+            forgotten = (entry[0], entry[1])
+            if feature.floor is None or feature.floor < forgotten:
+                feature.floor = forgotten
+
+    def _rename(self, scope: tuple[int, int], feature: _Feature, name: str) -> None:
+        environment, feature_id = scope
+        owners = self._names[(environment, feature.name)]
+        owners.remove(feature_id)
+        if not owners:
+            del self._names[(environment, feature.name)]
+        self._names.setdefault((environment, name), []).append(feature_id)
+        feature.name = name
 
     # --- reading ---------------------------------------------------------------------------------------
 
-    def _feature_id(self, environment: int, feature: str | int) -> int | None:
-        if isinstance(feature, bool) or not isinstance(feature, str | int):
-            raise TypeError(f"feature must be a name or an id, got {type(feature).__name__}")
-        if isinstance(feature, int):
-            return feature
-        return self._names.get((environment, feature))
+    def _find(self, environment: int | Environment, feature: str | int | Feature) -> _Feature | None:
+        """The feature's record; called with the lock held."""
+        if type(environment) is not int:
+            environment = _environment_id(environment)
+        if type(feature) is not str and type(feature) is not int:
+            feature = _feature_key(feature)
+        if isinstance(feature, str):
+            owners = self._names.get((environment, feature))
+            if not owners:
+                return None
+            if len(owners) == 1:
+                return self._features[(environment, owners[0])]
+            return max((self._features[(environment, owner)] for owner in owners), key=_named_at)
+        return self._features.get((environment, feature))
 
-    def _lookup(self, environment: int, feature: str | int, target_scope: Scope, key: Hashable) -> FeatureState | None:
-        feature_id = self._feature_id(environment, feature)
-        if feature_id is None:
-            return None
-        entry = self._entries.get((environment, feature_id, target_scope, key))
-        if entry is None or entry.state is None:
-            return None
-        if isinstance(feature, str) and entry.state.feature.name != feature:
-            return None  # renamed since: the name no longer means this feature
-        return entry.state
+    def get(
+        self,
+        environment: int | Environment,
+        feature: str | int | Feature,
+        *,
+        identity: str | Identity | None = None,
+    ) -> FeatureState | None:
+        """The state of ``feature`` (a name, an id or a :class:`Feature`) in ``environment`` (an id or an
+        :class:`Environment`): the identity's override when ``identity`` (an identifier or an
+        :class:`Identity`) is given and has one, else the environment default; None if unknown.
 
-    def get(self, environment: int, feature: str | int, *, identity: str | None = None) -> FeatureState | None:
-        """The state of ``feature`` (a name or an id) in ``environment``: the identity's override (by
-        identifier) when ``identity`` is given and has one, else the environment default; None if unknown."""
+        Raises ``TypeError`` naming the argument that is none of these (an identity's numeric id, say)."""
+        if identity is not None and type(identity) is not str:
+            identity = _identifier(identity)
         with self._lock:
+            found = self._find(environment, feature)
+            if found is None:
+                return None
             if identity is not None:
-                override = self._lookup(environment, feature, Scope.IDENTITY, identity)
-                if override is not None:
-                    return override
-            return self._lookup(environment, feature, Scope.ENVIRONMENT, None)
+                override = found.identities.get(identity)
+                if override is not None and override[2] is not None:
+                    return override[2]
+            default = found.default
+            return None if default is None else default[2]
 
     def is_enabled(
-        self, environment: int, feature: str | int, *, identity: str | None = None, default: bool = False
+        self,
+        environment: int | Environment,
+        feature: str | int | Feature,
+        *,
+        identity: str | Identity | None = None,
+        default: bool = False,
     ) -> bool:
-        """Whether the flag is on (``default`` when the cache does not know it)."""
+        """Whether the flag is on (``default`` when the cache does not know it); arguments as for :meth:`get`."""
         state = self.get(environment, feature, identity=identity)
         return default if state is None else state.enabled
 
     def value(
-        self, environment: int, feature: str | int, *, identity: str | None = None, default: Any = None
+        self,
+        environment: int | Environment,
+        feature: str | int | Feature,
+        *,
+        identity: str | Identity | None = None,
+        default: Any = None,
     ) -> FlagValue | Any:
-        """The flag's value (``default`` when the cache does not know the flag)."""
+        """The flag's value (``default`` when the cache does not know the flag); arguments as for :meth:`get`."""
         state = self.get(environment, feature, identity=identity)
         return default if state is None else state.value
 
-    def segment_overrides(self, environment: int, feature: str | int) -> list[FeatureState]:
+    def segment_overrides(self, environment: int | Environment, feature: str | int | Feature) -> list[FeatureState]:
         """The feature's segment overrides in ``environment``, by priority (unknown priorities last)."""
         with self._lock:
-            feature_id = self._feature_id(environment, feature)
-            found = [
-                entry.state
-                for target, entry in self._entries.items()
-                if target[:3] == (environment, feature_id, Scope.SEGMENT) and entry.state is not None
-            ]
+            found = self._find(environment, feature)
+            entries = [] if found is None else list(found.segments.items())
+        overrides = [(where, entry[2]) for where, entry in entries if entry[2] is not None]
 
-        def order(state: FeatureState) -> tuple[int, int, str]:
-            fs = state.feature_segment
+        def order(item: tuple[Hashable, FeatureState]) -> tuple[bool, int, str]:
+            fs = item[1].feature_segment
             assert fs is not None
             priority = fs.priority
-            return (priority is None, priority or 0, repr(_target(state)[3]))
+            return (priority is None, priority or 0, repr(item[0]))
 
-        return sorted(found, key=order)
+        return [state for _, state in sorted(overrides, key=order)]
 
     def states(self) -> list[FeatureState]:
         """Every state the cache holds, in a stable order (environment, feature, scope, override)."""
+        # Copy under the lock (C-speed copies of each feature's tables), sort without it.
         with self._lock:
-            items = [(target, entry.state) for target, entry in self._entries.items() if entry.state is not None]
-        items.sort(key=lambda item: (item[0][0], item[0][1], list(Scope).index(item[0][2]), repr(item[0][3])))
+            copied = [
+                (scope, feature.default, list(feature.segments.items()), list(feature.identities.items()))
+                for scope, feature in self._features.items()
+            ]
+        items: list[tuple[tuple[int, int, int, str], FeatureState]] = []
+        for (environment, feature_id), default, segments, identities in copied:
+            if default is not None and default[2] is not None:
+                items.append(((environment, feature_id, 0, "None"), default[2]))
+            for rank, table in ((_SCOPES.index(Scope.SEGMENT), segments), (_SCOPES.index(Scope.IDENTITY), identities)):
+                items.extend(
+                    ((environment, feature_id, rank, repr(where)), entry[2])
+                    for where, entry in table
+                    if entry[2] is not None
+                )
+        items.sort(key=lambda item: item[0])
         return [state for _, state in items]
 
     def __len__(self) -> int:
-        with self._lock:
-            return sum(entry.state is not None for entry in self._entries.values())
+        return self._live
+
+
+def _named_at(feature: _Feature) -> _Key:
+    return feature.name_key
+
+
+def _environment_id(environment: object) -> int:
+    if isinstance(environment, Environment):
+        return environment.id
+    if isinstance(environment, int) and not isinstance(environment, bool):
+        return int(environment)
+    raise TypeError(f"environment must be an environment id (int) or an Environment, got {type(environment).__name__}")
+
+
+def _feature_key(feature: object) -> str | int:
+    if isinstance(feature, Feature):
+        return feature.id
+    if isinstance(feature, str):
+        return str(feature)
+    if isinstance(feature, int) and not isinstance(feature, bool):
+        return int(feature)
+    raise TypeError(f"feature must be a name or an id (or a Feature), got {type(feature).__name__}")
+
+
+def _identifier(identity: object) -> str:
+    if isinstance(identity, Identity):
+        return identity.identifier
+    if isinstance(identity, str):
+        return str(identity)
+    hint = " (an identity's id is not its identifier)" if isinstance(identity, int) else ""
+    raise TypeError(f"identity must be an identifier (str) or an Identity, got {type(identity).__name__}{hint}")
