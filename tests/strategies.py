@@ -50,7 +50,8 @@ segments = st.builds(Segment, ids, texts, optional_texts)
 # Both ids, so that either format can carry the override.
 feature_segments = st.builds(FeatureSegment, ids, segments, st.none() | st.integers(0, 1000))
 identities = st.builds(Identity, ids | names, names)
-allocations = st.integers(0, 100) | st.floats(0, 100, allow_nan=False)
+# At most 3 values of at most 33.3 % each: a state's allocations total at most 100 %.
+allocations = st.integers(0, 33) | st.floats(0, 33.3, allow_nan=False)
 multivariate_values = st.lists(
     st.builds(MultivariateValue, ids, st.builds(MultivariateOption, ids, flag_values), allocations),
     max_size=3,

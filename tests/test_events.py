@@ -30,8 +30,13 @@ GENERATED_ID = re.compile(r"evt_[A-Za-z0-9_]+")
 
 
 def test_event_types_equal_their_names() -> None:
-    """EventType is a str enum whose values are the names."""
-    assert [t.value for t in EventType] == ["FLAG_UPDATED", "FLAG_DELETED", "AUDIT_LOG_CREATED"]
+    """EventType is a str enum whose values are the names; NEW_VERSION_PUBLISHED joined in issue 7."""
+    assert [t.value for t in EventType] == [
+        "FLAG_UPDATED",
+        "FLAG_DELETED",
+        "AUDIT_LOG_CREATED",
+        "NEW_VERSION_PUBLISHED",
+    ]
     assert EventType.FLAG_UPDATED == "FLAG_UPDATED"
 
 

@@ -145,10 +145,15 @@ class TestBadModels:
             feature(name=name)
         assert_rejected(info, "Feature.name")
 
-    def test_empty_feature_type(self) -> None:
-        """A feature type must be non-empty."""
-        with pytest.raises(ValueError, match="must not be empty") as info:
-            feature(type="")
+    @pytest.mark.parametrize("kind", ["", "STANDARD", "MULTIVARIATE", "FLAG", "CONFIG", "SOMETHING_NEW"])
+    def test_any_feature_type(self, kind: str) -> None:
+        """Any string is a feature type, "" included: Flagsmith's column allows it (issue 7)."""
+        assert feature(type=kind).type == kind
+
+    def test_feature_type_is_a_string(self) -> None:
+        """A feature type that is not a string names the field."""
+        with pytest.raises(TypeError) as info:
+            feature(type=None)
         assert_rejected(info, "Feature.type")
 
     @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import cattrs
 
-from ._events import _ANY_ID, EventType, FlagChange, WebhookEvent
+from ._events import _ANY_ID, _TYPE_NAME, EventType, FlagChange, WebhookEvent
 from ._models import (
     AuditLogEntry,
     Author,
@@ -30,8 +30,13 @@ from ._models import (
     MultivariateValue,
     Project,
     Segment,
+    VersionFeature,
+    VersionFeatureState,
+    VersionPublished,
+    VersionPublisher,
     clip,
 )
+from ._decode_fast import FROM_ISO, ZULU, fast_flag_change
 from .exceptions import PayloadError
 
 __all__ = ["decode", "parse_datetime"]
@@ -47,6 +52,11 @@ _DATETIME = re.compile(
 
 def parse_datetime(text: str) -> datetime:
     """Parse ISO-8601 with ``Z`` or an offset and 0 to 6 fraction digits into an aware UTC datetime."""
+    if ZULU(text) is not None:  # the spelling Flagsmith writes: the C parser, after a strict check
+        try:
+            return FROM_ISO(text)
+        except ValueError:
+            pass  # the careful parse below says what is wrong
     match = _DATETIME.fullmatch(text)
     if match is None:
         raise PayloadError(f"expected an ISO-8601 datetime such as '2020-03-07T13:59:07.040Z', got {clip(text)}")
@@ -118,6 +128,40 @@ def _datetime(value: Any) -> datetime:
     return parse_datetime(_str(value))
 
 
+def _timestamp(value: Any) -> datetime | None:
+    """``data.timestamp``: ``""`` when Flagsmith has no history record for the state (the time is unknown)."""
+    return None if value == "" else _datetime(value)
+
+
+def _extra(obj: dict[str, Any], modelled: frozenset[str], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The keys of ``obj`` a model does not hold: not ``modelled``, and not an ``optional`` field that is set.
+    (An optional field sent as null is kept here, so that encoding writes the null back.)"""
+    return {
+        key: value
+        for key, value in obj.items()
+        if key not in modelled and (key not in optional or value is None)
+    }
+
+
+_PROJECT_KEYS = frozenset({"id", "name", "organisation"})
+_ENVIRONMENT_KEYS = frozenset({"id", "name"})
+_AUTHOR_KEYS = frozenset({"id", "email", "first_name", "last_name"})
+_AUDIT_KEYS = frozenset(
+    {
+        "created_date",
+        "log",
+        "related_object_type",
+        "author",
+        "project",
+        "environment",
+        "related_object_id",
+        "id",
+        "related_object_uuid",
+        "is_system_event",
+    }
+)
+
+
 def _flag_value(value: Any) -> FlagValue:
     if value is None or type(value) in (str, int, bool):
         return value  # type: ignore[no-any-return]
@@ -177,6 +221,18 @@ def _build(cls: Callable[..., T], **fields: Any) -> T:
         raise PayloadError(str(exc), _WIRE_NAMES.get(field, field)) from None
 
 
+def _array(value: Any, read: Callable[[Any], T]) -> tuple[T, ...]:
+    if type(value) is not list:
+        raise PayloadError(f"expected an array, got {_got(value)}")
+    items = []
+    for index, item in enumerate(value):
+        try:
+            items.append(read(item))
+        except PayloadError as exc:
+            raise exc.within(index) from None
+    return tuple(items)
+
+
 def _reader(conv: cattrs.Converter, cls: type[T]) -> Callable[[Any], T]:
     """A one-argument reader for ``cls`` that dispatches through ``conv``'s structure hook."""
     hook = conv.get_structure_hook(cls)
@@ -195,13 +251,22 @@ def _build_decoder() -> cattrs.Converter:
             id=_get(obj, "id", _int),
             name=_get(obj, "name", _optional(_str), None),
             organisation=_get(obj, "organisation", _optional(_int), None),
+            uuid=_get(obj, "uuid", _optional(_str), None),
+            extra=_extra(obj, _PROJECT_KEYS, ("uuid",)),
         )
 
     def environment(value: Any, _: type) -> Environment:
         if type(value) is int:
             return Environment(value)
         obj = _object(value)
-        return _build(Environment, id=_get(obj, "id", _int), name=_get(obj, "name", _optional(_str), None))
+        return _build(
+            Environment,
+            id=_get(obj, "id", _int),
+            name=_get(obj, "name", _optional(_str), None),
+            uuid=_get(obj, "uuid", _optional(_str), None),
+            api_key=_get(obj, "api_key", _optional(_str), None),
+            extra=_extra(obj, _ENVIRONMENT_KEYS, ("uuid", "api_key")),
+        )
 
     def feature(value: Any, _: type) -> Feature:
         obj = _object(value)
@@ -255,20 +320,13 @@ def _build_decoder() -> cattrs.Converter:
         )
 
     def multivariate_values(value: Any) -> tuple[MultivariateValue, ...]:
-        if type(value) is not list:
-            raise PayloadError(f"expected an array, got {_got(value)}")
-        items = []
-        for index, item in enumerate(value):
-            try:
-                items.append(read_mv(item))
-            except PayloadError as exc:
-                raise exc.within(index) from None
-        return tuple(items)
+        return _array(value, read_mv)
 
     def state(value: Any, _: type) -> FeatureState:
         obj = _object(value)
         identity_id = _get(obj, "identity", _optional(_identity_id))
-        identifier = _get(obj, "identity_identifier", _optional(_str))
+        # Payloads of Flagsmith's 2019 documentation have no identity_identifier key: it reads as null.
+        identifier = _get(obj, "identity_identifier", _optional(_str), None)
         if identity_id is None:
             if identifier is not None:
                 raise PayloadError("identity_identifier is set but identity is null", "identity_identifier")
@@ -297,6 +355,8 @@ def _build_decoder() -> cattrs.Converter:
             email=_get(obj, "email", _str),
             first_name=_get(obj, "first_name", _optional(_str), None) or "",
             last_name=_get(obj, "last_name", _optional(_str), None) or "",
+            uuid=_get(obj, "uuid", _optional(_str), None),
+            extra=_extra(obj, _AUTHOR_KEYS, ("uuid",)),
         )
 
     def audit(value: Any, _: type) -> AuditLogEntry:
@@ -305,7 +365,7 @@ def _build_decoder() -> cattrs.Converter:
             AuditLogEntry,
             created_date=_get(obj, "created_date", _datetime),
             log=_get(obj, "log", _str),
-            related_object_type=_get(obj, "related_object_type", _str),
+            related_object_type=_get(obj, "related_object_type", _optional(_str)),
             author=_get(obj, "author", _optional(read_author), None),
             project=_get(obj, "project", _optional(read_project), None),
             environment=_get(obj, "environment", _optional(read_environment), None),
@@ -313,6 +373,37 @@ def _build_decoder() -> cattrs.Converter:
             id=_get(obj, "id", _optional(_int), None),
             related_object_uuid=_get(obj, "related_object_uuid", _optional(_str), None),
             is_system_event=_get(obj, "is_system_event", _optional(_bool), None) or False,
+            extra=_extra(obj, _AUDIT_KEYS),
+        )
+
+    def version_feature(value: Any) -> VersionFeature:
+        obj = _object(value)
+        return _build(VersionFeature, id=_get(obj, "id", _int), name=_get(obj, "name", _str))
+
+    def version_publisher(value: Any) -> VersionPublisher:
+        obj = _object(value)
+        return _build(VersionPublisher, id=_get(obj, "id", _int), email=_get(obj, "email", _str))
+
+    def version_state(value: Any) -> VersionFeatureState:
+        obj = _object(value)
+        return _build(
+            VersionFeatureState,
+            enabled=_get(obj, "enabled", _bool),
+            value=_get(obj, "value", _flag_value),
+            multivariate_values=_get(obj, "multivariate_feature_state_values", _optional_mvs, ()),
+        )
+
+    def version_states(value: Any) -> tuple[VersionFeatureState, ...]:
+        return _array(value, version_state)
+
+    def version_published(value: Any, _: type) -> VersionPublished:
+        obj = _object(value)
+        return _build(
+            VersionPublished,
+            uuid=_get(obj, "uuid", _str),
+            feature=_get(obj, "feature", version_feature),
+            published_by=_get(obj, "published_by", _optional(version_publisher), None),
+            feature_states=_get(obj, "feature_states", version_states),
         )
 
     def flag_change(value: Any, _: type) -> FlagChange:
@@ -324,7 +415,7 @@ def _build_decoder() -> cattrs.Converter:
             changed_by=_get(obj, "changed_by", _optional(_str)) or "",
             new_state=new,
             previous_state=previous,
-            timestamp=_get(obj, "timestamp", _datetime),
+            timestamp=_get(obj, "timestamp", _timestamp),
         )
 
     for cls, hook in (
@@ -339,6 +430,7 @@ def _build_decoder() -> cattrs.Converter:
         (Author, author),
         (AuditLogEntry, audit),
         (FlagChange, flag_change),
+        (VersionPublished, version_published),
     ):
         conv.register_structure_hook(cls, hook)
 
@@ -356,18 +448,29 @@ def _build_decoder() -> cattrs.Converter:
 
 
 _DECODER = _build_decoder()
+_KINDS = {kind.value: kind for kind in EventType}
+_FLAG_KINDS = (EventType.FLAG_UPDATED, EventType.FLAG_DELETED)
 
 
-def _event_type(value: Any) -> EventType:
+def _event_type(value: Any) -> EventType | str:
     text = _str(value)
-    try:
-        return EventType(text)
-    except ValueError:
-        raise PayloadError(f"unknown event type {clip(text)}, expected one of {', '.join(EventType)}") from None
+    kind = _KINDS.get(text)
+    if kind is not None:
+        return kind
+    if _TYPE_NAME.fullmatch(text) is None:
+        raise PayloadError(
+            f"an event type is 1 to 128 printable ASCII characters without spaces, got {clip(text)} "
+            f"(known types: {', '.join(EventType)})"
+        )
+    return text  # a type flaghooks does not know: its data is kept as the raw object
 
 
 def _reject_constant(name: str) -> Any:
     raise PayloadError(f"{name} is not valid JSON")
+
+
+# One decoder, built once: json.loads(text, parse_constant=...) would build a new one per call.
+_LOADS = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
 def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
@@ -376,6 +479,13 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
     ``event_id`` is the sender's id for the event (a receiver passes the ``webhook-id`` header): 1 to 256
     printable ASCII characters without spaces. Without it, the id is derived from the body bytes, so the same
     body always decodes to the same id.
+
+    Every event type decodes: FLAG_UPDATED and FLAG_DELETED to a :class:`FlagChange` (whose ``timestamp`` is
+    ``None`` when Flagsmith sent ``""``), AUDIT_LOG_CREATED to an :class:`AuditLogEntry`, NEW_VERSION_PUBLISHED to
+    a :class:`VersionPublished`, and a type flaghooks does not know to its name (a ``str``) with the raw ``data``
+    object (a ``dict``). Keys flaghooks does not model are kept in the models' ``extra`` where the model has one
+    (projects, environments, authors, audit entries), so that ``encode(decode(body), PayloadFormat.MODERN)`` gives
+    back any body Flagsmith sends, byte for byte.
 
     Raises :class:`PayloadError` (with ``path`` locating the problem) for anything that is not a well-formed
     event, and never any other exception.
@@ -402,21 +512,44 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
             "event_id",
         )
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = _LOADS(text)
     except PayloadError:
         raise
     except RecursionError:
         raise PayloadError("body is not acceptable JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         raise PayloadError(f"body is not valid JSON: {exc}") from None
+    if type(document) is dict:
+        name = document.get("event_type")
+        kind = _KINDS.get(name) if type(name) is str else None
+        if kind is EventType.FLAG_UPDATED or kind is EventType.FLAG_DELETED:
+            data = document.get("data")
+            if type(data) is dict:
+                try:
+                    return WebhookEvent(event_id, kind, fast_flag_change(data))
+                except Exception:  # noqa: BLE001, S110 - anything unusual: the careful path says what is wrong
+                    pass
+    return _decode_carefully(document, event_id)
+
+
+def _decode_carefully(document: Any, event_id: str) -> WebhookEvent:
+    """Every check, with a precise path for each problem; the fast path's fallback and the uncommon types."""
     top = _object(document)
     kind = _get(top, "event_type", _event_type)
-    data: FlagChange | AuditLogEntry
+    data: FlagChange | AuditLogEntry | VersionPublished | dict[str, Any]
     if kind is EventType.AUDIT_LOG_CREATED:
         data = _get(top, "data", _READ_AUDIT)
-    else:
-        _check_agreement(kind, _get(top, "data", _object))
+    elif kind is EventType.NEW_VERSION_PUBLISHED:
+        data = _get(top, "data", _READ_VERSION)
+    elif kind in _FLAG_KINDS:
+        _check_agreement(kind, _get(top, "data", _object))  # type: ignore[arg-type]
         data = _get(top, "data", _READ_FLAG_CHANGE)
+    else:
+        data = _get(top, "data", _object)
+        try:
+            return WebhookEvent(event_id, kind, data)
+        except (TypeError, ValueError) as exc:  # a value JSON parses but cannot write back, such as 1e999
+            raise PayloadError(str(exc), "data") from None
     return WebhookEvent(event_id, kind, data)
 
 
@@ -435,3 +568,4 @@ def _check_agreement(kind: EventType, data: dict[str, Any]) -> None:
 
 _READ_AUDIT = _reader(_DECODER, AuditLogEntry)
 _READ_FLAG_CHANGE = _reader(_DECODER, FlagChange)
+_READ_VERSION = _reader(_DECODER, VersionPublished)
