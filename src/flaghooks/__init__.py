@@ -19,6 +19,7 @@ from ._models import (
     AuditLogEntry,
     Author,
     Environment,
+    Extra,
     Feature,
     FeatureSegment,
     FeatureState,
@@ -28,6 +29,10 @@ from ._models import (
     MultivariateValue,
     Project,
     Segment,
+    VersionFeature,
+    VersionFeatureState,
+    VersionPublished,
+    VersionPublisher,
 )
 from ._retry import RetryPolicy
 from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
@@ -45,6 +50,7 @@ __all__ = [
     "Endpoint",
     "Environment",
     "EventType",
+    "Extra",
     "Feature",
     "FeatureSegment",
     "FeatureState",
@@ -63,6 +69,10 @@ __all__ = [
     "SignatureError",
     "Signing",
     "StateChange",
+    "VersionFeature",
+    "VersionFeatureState",
+    "VersionPublished",
+    "VersionPublisher",
     "WebhookEvent",
     "Webhooks",
     "__version__",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -18,6 +18,7 @@ __all__ = ["FlagCache"]
 
 # An event's place in the total order that decides every conflict: newest timestamp wins, ties by event id.
 _Key = tuple[datetime, str]
+_OLDEST = datetime.min.replace(tzinfo=UTC)
 # A target: (environment id, feature id, scope, override key); identity overrides are keyed by identifier.
 _Target = tuple[int, int, Scope, Hashable]
 
@@ -93,7 +94,8 @@ class FlagCache:
             return False
         state = data.new_state if data.new_state is not None else data.previous_state
         assert state is not None  # a FlagChange always has one
-        key: _Key = (data.timestamp, event.id)
+        # An unknown timestamp (Flagsmith sent "") sorts before every known one: it never wins over a dated event.
+        key: _Key = (data.timestamp or _OLDEST, event.id)
         target = _target(state)
         scope = (target[0], target[1])
         with self._lock:

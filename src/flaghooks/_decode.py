@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import cattrs
 
+from ._decode_fast import FROM_ISO, ZULU, fast_flag_change
 from ._events import _ANY_ID, _TYPE_NAME, EventType, FlagChange, WebhookEvent
 from ._models import (
     AuditLogEntry,
@@ -36,7 +37,6 @@ from ._models import (
     VersionPublisher,
     clip,
 )
-from ._decode_fast import FROM_ISO, ZULU, fast_flag_change
 from .exceptions import PayloadError
 
 __all__ = ["decode", "parse_datetime"]
@@ -136,11 +136,7 @@ def _timestamp(value: Any) -> datetime | None:
 def _extra(obj: dict[str, Any], modelled: frozenset[str], optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """The keys of ``obj`` a model does not hold: not ``modelled``, and not an ``optional`` field that is set.
     (An optional field sent as null is kept here, so that encoding writes the null back.)"""
-    return {
-        key: value
-        for key, value in obj.items()
-        if key not in modelled and (key not in optional or value is None)
-    }
+    return {key: value for key, value in obj.items() if key not in modelled and (key not in optional or value is None)}
 
 
 _PROJECT_KEYS = frozenset({"id", "name", "organisation"})
@@ -527,7 +523,7 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
             if type(data) is dict:
                 try:
                     return WebhookEvent(event_id, kind, fast_flag_change(data))
-                except Exception:  # noqa: BLE001, S110 - anything unusual: the careful path says what is wrong
+                except Exception:  # noqa: S110 - anything unusual: the careful path says what is wrong
                     pass
     return _decode_carefully(document, event_id)
 

@@ -47,7 +47,7 @@ class DeliveryResult:
 
     endpoint: Endpoint
     event_id: str
-    event_type: EventType
+    event_type: EventType | str
     ok: bool
     status: int | None
     attempts: int
@@ -165,6 +165,11 @@ class Webhooks:
             scopes.append(("environment", env))
             if org is not None:
                 scopes.append(("organisation", org))
+        elif not isinstance(data, AuditLogEntry):
+            # NEW_VERSION_PUBLISHED (and a type flaghooks does not know) carries no environment id.
+            if environment is None:
+                raise ConfigError(f"{event.event_type} carries no environment id: pass environment=")
+            scopes.append(("environment", environment))
         else:
             if environment is not None:
                 raise ConfigError("AUDIT_LOG_CREATED goes to organisation endpoints; environment= does not apply")
@@ -306,7 +311,7 @@ class Webhooks:
                     "attempt %d/%d of %s %s to %s: %s",
                     attempt,
                     policy.attempts,
-                    event.event_type.value,
+                    str(event.event_type),
                     event.id,
                     endpoint.label,
                     result.status if result.status is not None else result.error,
@@ -356,7 +361,7 @@ class Webhooks:
         if not result.ok:
             logger.warning(
                 "delivery of %s %s to %s failed after %d attempt(s): %s",
-                result.event_type.value,
+                str(result.event_type),
                 result.event_id,
                 result.endpoint.label,
                 result.attempts,

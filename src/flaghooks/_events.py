@@ -170,9 +170,7 @@ class WebhookEvent:
             return
         if kind is EventType.NEW_VERSION_PUBLISHED:
             if not isinstance(data, VersionPublished):
-                raise TypeError(
-                    f"WebhookEvent.data must be a VersionPublished for {kind}, got {type(data).__name__}"
-                )
+                raise TypeError(f"WebhookEvent.data must be a VersionPublished for {kind}, got {type(data).__name__}")
             return
         if isinstance(data, FlagChange | AuditLogEntry | VersionPublished):
             raise ValueError(

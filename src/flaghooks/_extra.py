@@ -32,7 +32,7 @@ def _freeze(value: Any, where: str) -> Any:
         return int(value)
     if isinstance(value, float):
         return _freeze(float(value), where)
-    raise TypeError(f"{where} must be a JSON value (None, bool, int, float, str, list, dict), got {type(value).__name__}")
+    raise TypeError(f"{where} must be a JSON value (None, bool, int, float, str, list, dict), got {kind.__name__}")
 
 
 class Extra(Mapping[str, Any]):
@@ -106,4 +106,4 @@ def to_extra(value: Any, owner: str, reserved: Any) -> Extra:
     for key in extra:
         if key in reserved:
             raise ValueError(f"{owner}.extra must not contain {key!r}: it is a field of {owner}, set it there")
-    return NO_EXTRA if not extra else extra
+    return extra if extra else NO_EXTRA

@@ -164,7 +164,7 @@ def _set_extra(inst: Any, owner: str, reserved: frozenset[str], optional: tuple[
     try:
         object.__setattr__(inst, "extra", to_extra(inst.extra, owner, taken))
     except (TypeError, ValueError) as exc:
-        exc.field = "extra"  # type: ignore[attr-defined]
+        exc.field = "extra"  # type: ignore[union-attr]
         raise
 
 
@@ -516,5 +516,3 @@ class VersionPublished:
         default=None, validator=_instance_of(VersionPublisher, optional=True)
     )
     feature_states: tuple[VersionFeatureState, ...] = attrs.field(default=(), validator=_version_states)
-
-

@@ -28,6 +28,7 @@ from ._models import (
     Identity,
     Project,
     Segment,
+    VersionPublished,
 )
 from ._retry import RetryPolicy
 from ._signing import generate_secret, sign_flagsmith, verify_flagsmith
@@ -65,6 +66,10 @@ def _out(stream: TextIO, text: str) -> None:
 def describe_target(event: WebhookEvent) -> str:
     """A short human description of what an event is about."""
     data = event.data
+    if isinstance(data, VersionPublished):
+        return f"version {data.uuid} of {data.feature.name}"
+    if not isinstance(data, FlagChange | AuditLogEntry):
+        return "an event type flaghooks does not know"
     if not isinstance(data, FlagChange):
         organisation = data.project.organisation if data.project is not None else None
         return f"audit log of organisation {organisation}" if organisation is not None else "audit log"
@@ -218,7 +223,7 @@ def _demo(args: argparse.Namespace) -> int:
                 for result in hooks.publish(event):
                     row = {
                         "step": label,
-                        "event": result.event_type.value,
+                        "event": str(result.event_type),
                         "event_id": result.event_id,
                         "target": describe_target(event),
                         "ok": result.ok,
@@ -322,13 +327,13 @@ class _PrintRejections(logging.Handler):
 def _listen(args: argparse.Namespace) -> int:
     def show(event: WebhookEvent) -> None:
         data = event.data
-        line = f"{event.event_type.value} {describe_target(event)}"
+        line = f"{event.event_type} {describe_target(event)}"
         if isinstance(data, FlagChange):
             if data.new_state is not None:
                 line += f": enabled={data.new_state.enabled} value={data.new_state.value!r}"
             else:
                 line += ": removed"
-        else:
+        elif isinstance(data, AuditLogEntry):
             line += f": {data.log}"
         _out(sys.stdout, f"{line} [{event.id}]")
 
