@@ -159,13 +159,20 @@ def _identity_id(inst: Any, attribute: attrs.Attribute[Any], value: object) -> N
 
 
 def _set_extra(inst: Any, owner: str, reserved: frozenset[str], optional: tuple[str, ...] = ()) -> None:
-    """Freeze ``inst.extra`` and refuse keys the model writes itself (its fields, and set optional ones)."""
-    taken = reserved.union(name for name in optional if getattr(inst, name) is not None) if optional else reserved
+    """Freeze ``inst.extra`` and refuse keys the model writes itself: its fields, and an optional field's key
+    unless the field is unset and the extra value is null (a key the sender sent as null, written back)."""
     try:
-        object.__setattr__(inst, "extra", to_extra(inst.extra, owner, taken))
+        extra = to_extra(inst.extra, owner, reserved)
+        for name in optional:
+            if name in extra and (getattr(inst, name) is not None or extra[name] is not None):
+                raise ValueError(
+                    f"{owner}.extra must not contain {name!r} (only as null, with {owner}.{name} None): "
+                    f"set {owner}.{name} instead"
+                )
     except (TypeError, ValueError) as exc:
         exc.field = "extra"  # type: ignore[union-attr]
         raise
+    object.__setattr__(inst, "extra", extra)
 
 
 @attrs.frozen
