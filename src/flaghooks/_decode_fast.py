@@ -99,7 +99,28 @@ def _multivariate_value(value: dict[str, Any]) -> MultivariateValue:
 _NONE: list[Any] = []
 
 
-def _same_feature(raw: Any, built_from: dict[str, Any]) -> bool:
+def _same_id_object(raw: Any, built_from: Any) -> bool:
+    """``raw`` is the same environment (or project) as ``built_from``, which built a valid model: the same int, or
+    an equal object whose id is an int (``{"id": True}`` equals ``{"id": 1}``)."""
+    kind = type(raw)
+    if kind is not type(built_from) or raw != built_from:
+        return False
+    return kind is int or (kind is dict and type(raw["id"]) is int)
+
+
+def _same_feature_segment(raw: Any, built_from: Any) -> bool:
+    """``raw`` is the same feature segment as ``built_from``, which built a valid model (ints and bools compare
+    equal, so the types of the ints are checked too)."""
+    kind = type(raw)
+    if kind is not type(built_from) or raw != built_from:
+        return False
+    if kind is int:
+        return True
+    segment = raw["segment"]
+    return type(raw["priority"]) is type(built_from["priority"]) and type(segment["id"]) is int
+
+
+def _same_feature(raw: Any, built_from: Any) -> bool:
     """``raw`` is the same feature object as ``built_from`` (which built a valid Feature), so the Feature can be
     shared. Equal dicts may still differ where JSON numbers and booleans compare equal (``1 == 1.0 == True``):
     the types of the fields where that can happen must match too."""
@@ -116,49 +137,87 @@ def _same_feature(raw: Any, built_from: dict[str, Any]) -> bool:
     )
 
 
-def _state(value: Any, other: tuple[Any, Feature] | None) -> tuple[FeatureState, tuple[Any, Feature]]:
-    """A state, and its feature (raw and built) for the other state to share when its feature is equal."""
+class _Shared:
+    """What the first state built that the second may reuse: raw values and the models built from them."""
+
+    __slots__ = (
+        "environment",
+        "feature",
+        "feature_segment",
+        "identity",
+        "raw_environment",
+        "raw_feature",
+        "raw_identity",
+        "raw_segment",
+    )
+
+    def __init__(self) -> None:
+        self.raw_feature: Any = _NOTHING
+        self.raw_environment: Any = _NOTHING
+        self.raw_identity: Any = _NOTHING
+        self.raw_segment: Any = _NOTHING
+
+
+_NOTHING = object()
+
+
+def _state(value: Any, shared: _Shared) -> FeatureState:
+    """A state; ``shared`` lends the first state's models to the second where the raw values are the same."""
     raw_feature = value["feature"]
-    if other is not None and _same_feature(raw_feature, other[0]):
-        feature = other[1]
+    if shared.raw_feature is not _NOTHING and _same_feature(raw_feature, shared.raw_feature):
+        feature = shared.feature
     else:
         if type(raw_feature) is not dict:
             raise _Unusual
-        feature = _feature(raw_feature)
+        feature = shared.feature = _feature(raw_feature)
+        shared.raw_feature = raw_feature
+    raw_environment = value["environment"]
+    if _same_id_object(raw_environment, shared.raw_environment):
+        environment = shared.environment
+    else:
+        environment = shared.environment = _environment(raw_environment)
+        shared.raw_environment = raw_environment
     identity_id = value["identity"]
     identifier = value["identity_identifier"]
     if identity_id is None and identifier is None:
         identity = None
     elif identity_id is None or identifier is None:
         raise _Unusual
+    elif (identity_id, identifier) == shared.raw_identity and type(identity_id) is type(shared.raw_identity[0]):
+        identity = shared.identity
     else:
-        identity = Identity(identity_id, identifier)
+        identity = shared.identity = Identity(identity_id, identifier)
+        shared.raw_identity = (identity_id, identifier)
+    raw_segment = value["feature_segment"]
+    if raw_segment is None:
+        feature_segment = None
+    elif _same_feature_segment(raw_segment, shared.raw_segment):
+        feature_segment = shared.feature_segment
+    else:
+        feature_segment = shared.feature_segment = _feature_segment(raw_segment)
+        shared.raw_segment = raw_segment
     values = value.get("multivariate_feature_state_values", _NONE)
     if type(values) is not list:
         raise _Unusual
-    state = FeatureState(
+    return FeatureState(
         feature=feature,
-        environment=_environment(value["environment"]),
+        environment=environment,
         enabled=value["enabled"],
         value=value["feature_state_value"],
         id=value.get("id"),
-        feature_segment=_feature_segment(value["feature_segment"]),
+        feature_segment=feature_segment,
         identity=identity,
         multivariate_values=tuple([_multivariate_value(item) for item in values]) if values else (),
     )
-    return state, (raw_feature, feature)
 
 
 def fast_flag_change(data: dict[str, Any]) -> FlagChange:
     """The ``data`` of a FLAG_UPDATED or FLAG_DELETED event; raises anything on an unusual shape."""
     raw_new = data["new_state"]
     raw_previous = data.get("previous_state")
-    new = previous = None
-    shared = None
-    if raw_new is not None:
-        new, shared = _state(raw_new, None)
-    if raw_previous is not None:
-        previous, _ = _state(raw_previous, shared)
+    shared = _Shared()
+    new = None if raw_new is None else _state(raw_new, shared)
+    previous = None if raw_previous is None else _state(raw_previous, shared)
     changed_by = data["changed_by"]
     stamp = data["timestamp"]
     return FlagChange(

@@ -317,25 +317,61 @@ class FeatureSegment:
 class Identity:
     """An identity (a user of the flagged application). Edge identities have string ids."""
 
-    id: int | str = attrs.field(validator=_identity_id)
-    identifier: str = attrs.field(validator=_nonempty_str)
+    # Validated in one pass in __attrs_post_init__: decoding builds one per identity override.
+    id: int | str
+    identifier: str
+
+    def __attrs_post_init__(self) -> None:
+        kind = type(self.id)
+        if (kind is not int and kind is not str) or not self.id and kind is str:
+            _identity_id(self, _IDENTITY_FIELDS.id, self.id)
+        if type(self.identifier) is not str or not self.identifier:
+            _nonempty_str(self, _IDENTITY_FIELDS.identifier, self.identifier)
+
+
+_IDENTITY_FIELDS = attrs.fields(Identity)
 
 
 @attrs.frozen
 class MultivariateOption:
     """One of a multivariate feature's possible values."""
 
-    id: int = attrs.field(validator=_id)
-    value: FlagValue = attrs.field(validator=_flag_value)
+    # Validated in one pass in __attrs_post_init__ (decoding builds one per multivariate value).
+    id: int
+    value: FlagValue
+
+    def __attrs_post_init__(self) -> None:
+        if type(self.id) is not int:
+            _id(self, _OPTION_FIELDS.id, self.id)
+        if self.value is not None and type(self.value) not in _PLAIN_VALUES:
+            _flag_value(self, _OPTION_FIELDS.value, self.value)
+
+
+_OPTION_FIELDS = attrs.fields(MultivariateOption)
 
 
 @attrs.frozen
 class MultivariateValue:
     """The share of identities that get one option, in percent: 0 to 100, kept as given (``50``, ``30.0``)."""
 
-    id: int = attrs.field(validator=_id)
-    option: MultivariateOption = attrs.field(validator=_instance_of(MultivariateOption))
-    percentage_allocation: float | int = attrs.field(validator=_percentage)
+    # Validated in one pass in __attrs_post_init__ (decoding builds several per state).
+    id: int
+    option: MultivariateOption
+    percentage_allocation: float | int
+
+    def __attrs_post_init__(self) -> None:
+        fields = _MV_FIELDS
+        if type(self.id) is not int:
+            _id(self, fields.id, self.id)
+        if type(self.option) is not MultivariateOption:
+            _instance_of(MultivariateOption)(self, fields.option, self.option)
+        share = self.percentage_allocation
+        kind = type(share)
+        if (kind is not int and kind is not float) or not 0 <= share <= 100:  # NaN fails the range too
+            _percentage(self, fields.percentage_allocation, share)
+
+
+_MV_FIELDS = attrs.fields(MultivariateValue)
 
 
 # Float allocations such as 33.33 + 33.33 + 33.34 may sum to a hair over 100.
@@ -401,10 +437,11 @@ class FeatureState:
         if self.id is not None and type(self.id) is not int:
             _id(self, fields.id, self.id)
         fs, identity = self.feature_segment, self.identity
-        if fs is not None:
+        if fs is not None and type(fs) is not FeatureSegment:
             _instance_of(FeatureSegment)(self, fields.feature_segment, fs)
         if identity is not None:
-            _instance_of(Identity)(self, fields.identity, identity)
+            if type(identity) is not Identity:
+                _instance_of(Identity)(self, fields.identity, identity)
             if fs is not None:
                 raise _fail(
                     ValueError,
