@@ -323,7 +323,7 @@ class Identity:
 
     def __attrs_post_init__(self) -> None:
         kind = type(self.id)
-        if (kind is not int and kind is not str) or not self.id and kind is str:
+        if (kind is not int and kind is not str) or (kind is str and not self.id):
             _identity_id(self, _IDENTITY_FIELDS.id, self.id)
         if type(self.identifier) is not str or not self.identifier:
             _nonempty_str(self, _IDENTITY_FIELDS.identifier, self.identifier)
