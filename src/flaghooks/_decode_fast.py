@@ -150,6 +150,10 @@ class _Shared:
         "raw_identity",
         "raw_segment",
     )
+    feature: Feature
+    environment: Environment
+    identity: Identity
+    feature_segment: FeatureSegment | None
 
     def __init__(self) -> None:
         self.raw_feature: Any = _NOTHING
