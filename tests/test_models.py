@@ -417,3 +417,41 @@ class TestIssue7Models:
         with pytest.raises((TypeError, ValueError)) as info:
             build()
         assert_rejected(info, field)
+
+
+class TestOnePassValidation:
+    """Models validated in one pass (for speed) still accept subclasses and name every bad field."""
+
+    def test_subclass_values_accepted(self) -> None:
+        """int and str subclasses (enums, say) pass where plain ints and strs do."""
+
+        class Code(str):
+            pass
+
+        class Share(int):
+            pass
+
+        assert Identity(Code("edge-1"), "alice").id == "edge-1"
+        assert Identity(Share(7), "alice").id == 7
+        assert mv(Share(40)).percentage_allocation == 40
+        assert MultivariateOption(Share(3), Code("x")).value == "x"
+
+    @pytest.mark.parametrize(
+        ("build", "field"),
+        [
+            (lambda: Environment(1, 5), "Environment.name"),
+            (lambda: Project(1, 5), "Project.name"),
+            (lambda: MultivariateValue(1, ("option",), 5), "MultivariateValue.option"),
+            (lambda: MultivariateValue(1, MultivariateOption(1, "x"), float("nan")), "MultivariateValue.percentage"),
+            (lambda: MultivariateOption(1.0, "x"), "MultivariateOption.id"),
+            (lambda: Identity(1.5, "a"), "Identity.id"),
+            (lambda: Identity("", "a"), "Identity.id"),
+            (lambda: Identity(1, ""), "Identity.identifier"),
+            (lambda: feature(description=5), "Feature.description"),
+        ],
+    )
+    def test_bad_fields_named(self, build: Any, field: str) -> None:
+        """Each bad value names its field."""
+        with pytest.raises((TypeError, ValueError)) as info:
+            build()
+        assert_rejected(info, field)

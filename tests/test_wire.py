@@ -688,6 +688,14 @@ class TestIssue7Decoding:
         for word in words:
             assert word in str(info.value)
 
+    def test_null_multivariate_values(self) -> None:
+        """multivariate_feature_state_values may be missing (CLASSIC) but not null."""
+        document = json.loads(flagsmith_body("flag_updated.multivariate"))
+        document["data"]["new_state"]["multivariate_feature_state_values"] = None
+        with pytest.raises(PayloadError, match="must be a tuple") as info:
+            decode(body_of(document))
+        assert info.value.path == "data.new_state.multivariate_feature_state_values"
+
     def test_allocations_over_100(self) -> None:
         """Multivariate allocations over 100 in total are a PayloadError at the wire name."""
         document = json.loads(flagsmith_body("flag_updated.multivariate"))

@@ -74,9 +74,7 @@ def _feature(value: dict[str, Any]) -> Feature:
     )
 
 
-def _feature_segment(value: Any) -> FeatureSegment | None:
-    if value is None:
-        return None
+def _feature_segment(value: Any) -> FeatureSegment:
     if type(value) is int:
         return FeatureSegment(id=value)
     if type(value) is not dict or len(value) != 2:
@@ -124,8 +122,6 @@ def _same_feature(raw: Any, built_from: Any) -> bool:
     """``raw`` is the same feature object as ``built_from`` (which built a valid Feature), so the Feature can be
     shared. Equal dicts may still differ where JSON numbers and booleans compare equal (``1 == 1.0 == True``):
     the types of the fields where that can happen must match too."""
-    if raw is built_from:
-        return True
     if raw != built_from:
         return False
     project = raw["project"]
