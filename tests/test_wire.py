@@ -688,6 +688,17 @@ class TestIssue7Decoding:
         for word in words:
             assert word in str(info.value)
 
+    @pytest.mark.parametrize("around", [(b" ", b""), (b"", b"\n"), (b"\r\n\t", b"  ")])
+    def test_whitespace_around_the_document(self, around: tuple[bytes, bytes]) -> None:
+        """JSON allows whitespace around the document; the decoder's quick parse leaves it to json's."""
+        body = flagsmith_body("flag_updated.segment_override")
+        assert decode(around[0] + body + around[1], event_id="e") == decode(body, event_id="e")
+
+    def test_data_after_the_document(self) -> None:
+        """Anything but whitespace after the document is not JSON."""
+        with pytest.raises(PayloadError, match="Extra data"):
+            decode(flagsmith_body("flag_updated.segment_override") + b" {}")
+
     def test_null_multivariate_values(self) -> None:
         """multivariate_feature_state_values may be missing (CLASSIC) but not null."""
         document = json.loads(flagsmith_body("flag_updated.multivariate"))

@@ -466,7 +466,19 @@ def _reject_constant(name: str) -> Any:
 
 
 # One decoder, built once: json.loads(text, parse_constant=...) would build a new one per call.
-_LOADS = json.JSONDecoder(parse_constant=_reject_constant).decode
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_LOADS = _JSON_DECODER.decode
+_RAW_DECODE = _JSON_DECODER.raw_decode
+
+
+def _parse(text: str) -> Any:
+    """``json.loads(text)`` without the whitespace handling around the document when there is none (bodies from
+    ``json.dumps`` have none); anything else goes through the decoder's ``decode``, which reports errors."""
+    try:
+        document, end = _RAW_DECODE(text)
+    except Exception:  # whitespace before the document, or an error: decode() below says which
+        return _LOADS(text)
+    return document if end == len(text) else _LOADS(text)
 
 
 def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
@@ -486,7 +498,13 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
     Raises :class:`PayloadError` (with ``path`` locating the problem) for anything that is not a well-formed
     event, and never any other exception.
     """
-    if isinstance(body, str):
+    if type(body) is bytes:
+        raw = body
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"body is not UTF-8: invalid byte at offset {exc.start}") from None
+    elif isinstance(body, str):
         text = body
         try:
             raw = body.encode("utf-8")
@@ -508,7 +526,7 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
             "event_id",
         )
     try:
-        document = _LOADS(text)
+        document = _parse(text)
     except PayloadError:
         raise
     except RecursionError:
