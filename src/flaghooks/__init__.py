@@ -29,13 +29,10 @@ from ._models import (
     MultivariateValue,
     Project,
     Segment,
-    VersionFeature,
-    VersionFeatureState,
-    VersionPublished,
-    VersionPublisher,
 )
 from ._retry import RetryPolicy
 from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
+from ._versions import VersionFeature, VersionFeatureState, VersionPublished, VersionPublisher
 from ._wire import PayloadFormat, encode
 from .exceptions import ConfigError, FlaghooksError, PayloadError, SignatureError
 

@@ -31,12 +31,9 @@ from ._models import (
     MultivariateValue,
     Project,
     Segment,
-    VersionFeature,
-    VersionFeatureState,
-    VersionPublished,
-    VersionPublisher,
     clip,
 )
+from ._versions import VersionFeature, VersionFeatureState, VersionPublished, VersionPublisher
 from .exceptions import PayloadError
 
 __all__ = ["decode", "parse_datetime"]

@@ -14,7 +14,8 @@ from typing import Any
 import attrs
 
 from ._changes import StateChange, check_same_target, diff_states
-from ._models import AuditLogEntry, FeatureState, VersionPublished, _aware_datetime, _instance_of, _str
+from ._models import AuditLogEntry, FeatureState, _aware_datetime, _instance_of, _str
+from ._versions import VersionPublished
 
 __all__ = ["EventType", "FlagChange", "WebhookEvent", "audit_log_created", "flag_changed"]
 

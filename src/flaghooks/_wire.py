@@ -27,9 +27,8 @@ from ._models import (
     MultivariateValue,
     Project,
     Segment,
-    VersionFeatureState,
-    VersionPublished,
 )
+from ._versions import VersionFeatureState, VersionPublished
 from .exceptions import PayloadError
 
 __all__ = ["PayloadFormat", "encode", "format_datetime", "format_drf_datetime", "format_timestamp"]

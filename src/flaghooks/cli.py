@@ -28,10 +28,10 @@ from ._models import (
     Identity,
     Project,
     Segment,
-    VersionPublished,
 )
 from ._retry import RetryPolicy
 from ._signing import generate_secret, sign_flagsmith, verify_flagsmith
+from ._versions import VersionPublished
 from ._wire import PayloadFormat
 from .exceptions import ConfigError, SignatureError
 from .receiver import FlagCache, WebhookReceiver
