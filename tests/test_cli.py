@@ -230,3 +230,13 @@ def test_console_script_entry() -> None:
 
     [script] = [e for e in entry_points(group="console_scripts") if e.name == "flaghooks"]
     assert script.value == "flaghooks.cli:_entry"
+
+
+def test_describe_other_event_types() -> None:
+    """`listen` describes NEW_VERSION_PUBLISHED and event types flaghooks does not know too."""
+    from flaghooks import EventType, VersionFeature, VersionPublished, WebhookEvent
+    from flaghooks.cli import describe_target
+
+    version = VersionPublished(uuid="u-1", feature=VersionFeature(1, "checkout"))
+    assert describe_target(WebhookEvent("e", EventType.NEW_VERSION_PUBLISHED, version)) == "version u-1 of checkout"
+    assert "does not know" in describe_target(WebhookEvent("e", "SOMETHING_NEW", {}))

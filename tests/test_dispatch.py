@@ -376,3 +376,35 @@ def test_audit_entry_event_type_filter() -> None:
         )
     )
     assert urls(transport) == ["https://audit.example/"]
+
+
+class TestEventsWithoutEnvironment:
+    """NEW_VERSION_PUBLISHED (and a type flaghooks does not know) carry no environment id: publish needs one."""
+
+    def version_event(self) -> object:
+        from flaghooks import VersionFeature, VersionPublished, WebhookEvent
+
+        return WebhookEvent(
+            "evt_v", EventType.NEW_VERSION_PUBLISHED, VersionPublished(uuid="u", feature=VersionFeature(1, "f"))
+        )
+
+    def test_environment_required(self) -> None:
+        """Without environment= the event cannot be routed: ConfigError naming environment=."""
+        webhooks, _ = make()
+        webhooks.subscribe(A, environment=23)
+        with pytest.raises(ConfigError, match="environment="):
+            webhooks.publish(self.version_event())  # type: ignore[arg-type]
+
+    def test_goes_to_that_environment_only(self) -> None:
+        """With environment=, it goes to that environment's endpoints only, byte for byte as encoded."""
+        from flaghooks import WebhookEvent
+
+        webhooks, transport = make()
+        webhooks.subscribe(A, environment=23)
+        webhooks.subscribe(B, environment=24)
+        webhooks.subscribe(ORG, organisation=7)
+        results = webhooks.publish(self.version_event(), environment=23)  # type: ignore[arg-type]
+        assert [r.ok for r in results] == [True] and urls(transport) == [A.url]
+        unknown = WebhookEvent("evt_u", "SOMETHING_NEW", {"a": 1})
+        assert [r.event_type for r in webhooks.publish(unknown, environment=24)] == ["SOMETHING_NEW"]
+        assert transport.requests[-1].body == b'{"data": {"a": 1}, "event_type": "SOMETHING_NEW"}'

@@ -739,3 +739,12 @@ class TestIssue7Decoding:
         with pytest.raises(PayloadError) as info:
             decode(body_of(document))
         assert info.value.path == "data.previous_state.feature.default_enabled"
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview])
+def test_bytes_like_bodies(wrap: type) -> None:
+    """A bytearray or memoryview body decodes like its bytes; invalid UTF-8 in one is a PayloadError."""
+    body = flagsmith_body("audit_log_created.full")
+    assert decode(wrap(body)) == decode(body)
+    with pytest.raises(PayloadError, match="not UTF-8"):
+        decode(wrap(b"\xff" + body))
