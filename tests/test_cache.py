@@ -305,3 +305,18 @@ def test_thread_safety() -> None:
     for thread in threads:
         thread.join()
     assert cache.value(10, "banner") == 399 and cache.states() == in_order(events).states()
+
+
+@pytest.mark.parametrize("undated_first", [True, False])
+def test_unknown_timestamp_is_oldest(undated_first: bool) -> None:
+    """An event whose timestamp is unknown (Flagsmith sent "") never wins over a dated one, in either order."""
+    import attrs
+
+    dated = updated(state(value="dated"), 1, "e_dated")
+    undated = updated(state(value="undated"), 2, "e_undated")
+    undated = attrs.evolve(undated, data=attrs.evolve(undated.data, timestamp=None))
+    cache = FlagCache()
+    for event in (undated, dated) if undated_first else (dated, undated):
+        cache.apply(event)
+    got = cache.get(10, 1)
+    assert got is not None and got.value == "dated"
