@@ -444,6 +444,7 @@ class TestOnePassValidation:
             (lambda: MultivariateValue(1, ("option",), 5), "MultivariateValue.option"),
             (lambda: MultivariateValue(1, MultivariateOption(1, "x"), float("nan")), "MultivariateValue.percentage"),
             (lambda: MultivariateOption(1.0, "x"), "MultivariateOption.id"),
+            (lambda: MultivariateValue(True, MultivariateOption(1, "x"), 5), "MultivariateValue.id"),
             (lambda: Identity(1.5, "a"), "Identity.id"),
             (lambda: Identity("", "a"), "Identity.id"),
             (lambda: Identity(1, ""), "Identity.identifier"),
