@@ -1,8 +1,9 @@
 """Encoding cost per event: flaghooks' models + encode + sign against a hand-written sender.
 
-Per event, flaghooks builds two new ``FeatureState`` objects, ``flag_changed``, ``encode(CLASSIC)`` and
-``sign_flagsmith``. The baseline builds the same payload as a dict literal (the way Flagsmith's sender builds
-it), ``json.dumps(d, sort_keys=True)`` and one HMAC. Both run in this process, interleaved, best of several
+Per event, flaghooks builds two new ``FeatureState`` objects, ``flag_changed`` (which draws a fresh event id:
+time, counter and 64 random bits from a bulk ``os.urandom`` pool), ``encode(CLASSIC)`` and ``sign_flagsmith``.
+The baseline builds the same payload as a dict literal (the way Flagsmith's sender builds it),
+``json.dumps(d, sort_keys=True)`` and one HMAC. Both run in this process, interleaved, best of several
 rounds; the printed ratio is flaghooks' time over the baseline's (target: at most 1.5).
 
 Run: ``python benchmarks/bench_encode.py [--events N] [--rounds R]``.

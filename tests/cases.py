@@ -187,3 +187,31 @@ VARIANTS: dict[str, Callable[[], WebhookEvent]] = {
 
 def golden_path(variant: str, fmt: str) -> Path:
     return GOLDEN / f"{variant}.{fmt}.json"
+
+
+# --- the Flagsmith payload corpus (tests/flagsmith/README.md) -------------------------------------------------
+
+FLAGSMITH = ROOT / "tests" / "flagsmith"
+
+
+def flagsmith_case(name: str) -> dict[str, Any]:
+    """One corpus file: ``source`` (what in Flagsmith it reflects), ``round_trip`` ("modern", "classic" or None:
+    the format that writes it back byte for byte), ``note`` and ``payload``."""
+    with open(FLAGSMITH / f"{name}.json", encoding="utf-8") as handle:
+        case: dict[str, Any] = json.load(handle)
+    return case
+
+
+def flagsmith_body(name: str) -> bytes:
+    """A corpus payload as the bytes Flagsmith sends: ``json.dumps(payload, sort_keys=True).encode()``."""
+    return json.dumps(flagsmith_case(name)["payload"], sort_keys=True).encode()
+
+
+def flagsmith_names() -> list[str]:
+    return sorted(path.stem for path in FLAGSMITH.glob("*.json"))
+
+
+def flagsmith_corpus() -> list[tuple[str, bytes]]:
+    """Every payload of the corpus, by name, as the bytes Flagsmith sends (for example, to POST each to a
+    receiver)."""
+    return [(name, flagsmith_body(name)) for name in flagsmith_names()]

@@ -12,14 +12,20 @@ from flaghooks import (
     AuditLogEntry,
     Author,
     Environment,
+    EventType,
     Feature,
     FeatureSegment,
     FeatureState,
+    FlagChange,
     Identity,
     MultivariateOption,
     MultivariateValue,
     Project,
     Segment,
+    VersionFeature,
+    VersionFeatureState,
+    VersionPublished,
+    VersionPublisher,
     WebhookEvent,
     audit_log_created,
     flag_changed,
@@ -33,8 +39,21 @@ flag_values = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_va
 offsets = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])
 datetimes = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 12, 31), timezones=offsets)
 
+# JSON values as decoding produces them (finite floats, string keys).
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=8,
+)
+# Keys flaghooks does not model: "x_" keeps them clear of every modelled key.
+extras = st.dictionaries(st.text(max_size=6).map(lambda key: "x_" + key), json_values, max_size=3)
+uuids = st.none() | st.uuids().map(str)
+
 projects = st.builds(Project, ids, optional_texts, st.none() | ids)
 environments = st.builds(Environment, ids, optional_texts)
+# Objects as a decoded audit entry has them: uuids, an api_key and keys flaghooks does not model.
+rich_projects = st.builds(Project, ids, optional_texts, st.none() | ids, uuids, extra=extras)
+rich_environments = st.builds(Environment, ids, optional_texts, uuid=uuids, api_key=st.none() | texts, extra=extras)
 features = st.builds(
     Feature,
     id=ids,
@@ -50,7 +69,8 @@ segments = st.builds(Segment, ids, texts, optional_texts)
 # Both ids, so that either format can carry the override.
 feature_segments = st.builds(FeatureSegment, ids, segments, st.none() | st.integers(0, 1000))
 identities = st.builds(Identity, ids | names, names)
-allocations = st.integers(0, 100) | st.floats(0, 100, allow_nan=False)
+# At most 3 values of at most 33.3 % each: a state's allocations total at most 100 %.
+allocations = st.integers(0, 33) | st.floats(0, 33.3, allow_nan=False)
 multivariate_values = st.lists(
     st.builds(MultivariateValue, ids, st.builds(MultivariateOption, ids, flag_values), allocations),
     max_size=3,
@@ -107,18 +127,55 @@ def flag_events(draw: st.DrawFn) -> WebhookEvent:
     )
 
 
+# Whole seconds half of the time: MODERN writes those without a fraction, as Flagsmith (DRF) does.
+audit_datetimes = datetimes | datetimes.map(lambda value: value.replace(microsecond=0))
 audit_entries = st.builds(
     AuditLogEntry,
-    created_date=datetimes,
+    created_date=audit_datetimes,
     log=texts,
-    related_object_type=st.sampled_from(["FEATURE", "FEATURE_STATE", "SEGMENT", "ENVIRONMENT"]),
-    author=st.none() | st.builds(Author, ids, texts, texts, texts),
-    project=st.none() | projects,
-    environment=st.none() | environments,
+    related_object_type=st.none() | st.sampled_from(["FEATURE", "FEATURE_STATE", "SEGMENT", "ENVIRONMENT"]),
+    author=st.none()
+    | st.builds(Author, ids, texts, texts, texts)
+    | st.builds(Author, ids, texts, texts, texts, uuid=uuids, extra=extras),
+    project=st.none() | projects | rich_projects,
+    environment=st.none() | environments | rich_environments,
     related_object_id=st.none() | ids,
     id=st.none() | ids,
     related_object_uuid=st.none() | st.uuids().map(str),
     is_system_event=st.booleans(),
+    extra=extras,
 )
 audit_events = st.builds(lambda entry: audit_log_created(entry, event_id="evt_audit"), audit_entries)
-events = flag_events() | audit_events
+
+version_states = st.builds(
+    VersionFeatureState, enabled=st.booleans(), value=flag_values, multivariate_values=multivariate_values
+)
+versions = st.builds(
+    VersionPublished,
+    uuid=st.uuids().map(str),
+    feature=st.builds(VersionFeature, ids, names),
+    published_by=st.none() | st.builds(VersionPublisher, ids, texts),
+    feature_states=st.lists(version_states, max_size=3).map(tuple),
+)
+version_events = st.builds(
+    lambda version: WebhookEvent("evt_version", EventType.NEW_VERSION_PUBLISHED, version), versions
+)
+
+# Event types flaghooks does not know, with any JSON object as their data.
+type_names = st.from_regex(r"[A-Z][A-Z_]{0,30}", fullmatch=True).filter(lambda name: name not in set(EventType))
+unknown_events = st.builds(
+    lambda name, data: WebhookEvent("evt_unknown", name, data),
+    type_names,
+    st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+)
+
+
+@st.composite
+def flag_events_with_unknown_times(draw: st.DrawFn) -> WebhookEvent:
+    """A flag event whose timestamp is unknown (Flagsmith sent "")."""
+    event = draw(flag_events())
+    assert isinstance(event.data, FlagChange)
+    return attrs.evolve(event, data=attrs.evolve(event.data, timestamp=None))
+
+
+events = flag_events() | flag_events_with_unknown_times() | audit_events | version_events | unknown_events

@@ -560,3 +560,18 @@ def test_readers_and_writers_at_once() -> None:
         thread.join()
     assert failures == []
     assert cache.states() == in_order(events).states() and len(cache) == len(in_order(events))
+
+
+@pytest.mark.parametrize("undated_first", [True, False])
+def test_unknown_timestamp_is_oldest(undated_first: bool) -> None:
+    """An event whose timestamp is unknown (Flagsmith sent "") never wins over a dated one, in either order."""
+    import attrs
+
+    dated = updated(state(value="dated"), 1, "e_dated")
+    undated = updated(state(value="undated"), 2, "e_undated")
+    undated = attrs.evolve(undated, data=attrs.evolve(undated.data, timestamp=None))
+    cache = FlagCache()
+    for event in (undated, dated) if undated_first else (dated, undated):
+        cache.apply(event)
+    got = cache.get(10, 1)
+    assert got is not None and got.value == "dated"

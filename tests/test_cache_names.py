@@ -218,14 +218,9 @@ def test_name_follows_the_newest_event_of_each_feature(events: list[WebhookEvent
 
 
 def _undated(new: FeatureState | None, old: FeatureState | None, event_id: str) -> WebhookEvent:
-    """An event whose timestamp is unknown (Flagsmith sent ``"timestamp": ""``), or a skip while the model
-    still rejects it."""
+    """An event whose timestamp is unknown (Flagsmith sent ``"timestamp": ""``)."""
     dated = flag_changed(old, new, timestamp=T0, event_id=event_id)
-    try:
-        change = attrs.evolve(dated.data, timestamp=None)
-    except (TypeError, ValueError):
-        pytest.skip("FlagChange does not accept timestamp=None yet (issue 7's wire change adds it)")
-    return WebhookEvent(dated.id, dated.event_type, change)
+    return WebhookEvent(dated.id, dated.event_type, attrs.evolve(dated.data, timestamp=None))
 
 
 class TestUnknownTimestamps:

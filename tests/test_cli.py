@@ -552,21 +552,18 @@ def test_secret_file_must_be_text(tmp_path: Path) -> None:
 
 
 def test_hosts_and_targets() -> None:
-    """IPv6 literals (bare or bracketed) are served as IPv6 and bracketed in URLs; names and IPv4 are not; an
-    event whose data flaghooks does not model is described by its feature's name when it has one."""
-    from types import SimpleNamespace
-
-    from flaghooks import WebhookEvent
-    from flaghooks._cli_common import describe_target, is_ipv6, url_host
+    """IPv6 literals (bare or bracketed) are served as IPv6 and bracketed in URLs; names and IPv4 are not."""
+    from flaghooks._cli_common import is_ipv6, url_host
 
     assert [is_ipv6(h) for h in ("::1", "[::1]", "127.0.0.1", "localhost")] == [True, True, False, False]
     assert (url_host("::1"), url_host("[::1]"), url_host("localhost")) == ("[::1]", "[::1]", "localhost")
 
-    def foreign(data: object) -> WebhookEvent:
-        event = object.__new__(WebhookEvent)
-        for name, value in (("id", "evt_x"), ("event_type", "NEW_VERSION_PUBLISHED"), ("data", data)):
-            object.__setattr__(event, name, value)
-        return event
 
-    assert describe_target(foreign(SimpleNamespace(feature=SimpleNamespace(name="checkout")))) == "feature checkout"
-    assert describe_target(foreign({"feature": {"name": "x"}})) == "data flaghooks does not model"
+def test_describe_other_event_types() -> None:
+    """`listen` describes NEW_VERSION_PUBLISHED and event types flaghooks does not know too."""
+    from flaghooks import EventType, VersionFeature, VersionPublished, WebhookEvent
+    from flaghooks.cli import describe_target
+
+    version = VersionPublished(uuid="u-1", feature=VersionFeature(1, "checkout"))
+    assert describe_target(WebhookEvent("e", EventType.NEW_VERSION_PUBLISHED, version)) == "version u-1 of checkout"
+    assert "does not know" in describe_target(WebhookEvent("e", "SOMETHING_NEW", {}))

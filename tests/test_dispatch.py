@@ -460,17 +460,16 @@ def test_audit_entry_event_type_filter() -> None:
     assert urls(transport) == ["https://audit.example/"]
 
 
-def foreign_event(event_type: str, data: object) -> WebhookEvent:
-    """An event whose data is neither a FlagChange nor an AuditLogEntry, as decode makes for
-    NEW_VERSION_PUBLISHED and for event types flaghooks does not know. Built through WebhookEvent when it
-    accepts the pair; where it does not yet, its fields are set directly, so routing is tested either way."""
-    try:
-        return WebhookEvent("evt_foreign", event_type, data)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        event = object.__new__(WebhookEvent)
-        for name, value in (("id", "evt_foreign"), ("event_type", event_type), ("data", data)):
-            object.__setattr__(event, name, value)
-        return event
+def foreign_event(event_type: str, data: dict[str, object]) -> WebhookEvent:
+    """An event whose data is neither a FlagChange nor an AuditLogEntry: a NEW_VERSION_PUBLISHED (its
+    VersionPublished built from ``data``) or an event type flaghooks does not know (``data`` as decoded)."""
+    from flaghooks import VersionFeature, VersionPublished
+
+    if event_type == "NEW_VERSION_PUBLISHED":
+        return WebhookEvent(
+            "evt_foreign", event_type, VersionPublished(uuid=str(data["uuid"]), feature=VersionFeature(1, "x"))
+        )
+    return WebhookEvent("evt_foreign", event_type, data)
 
 
 class TestRoutingOtherKinds:
@@ -528,3 +527,35 @@ class TestRoutingOtherKinds:
         assert result.event_type == "FLAG_RENAMED" and not result.ok
         assert "attempt 1/1 of FLAG_RENAMED evt_foreign" in caplog.text
         assert "delivery of FLAG_RENAMED evt_foreign to a failed after 1 attempt(s): HTTP 500" in caplog.text
+
+
+class TestEventsWithoutEnvironment:
+    """NEW_VERSION_PUBLISHED (and a type flaghooks does not know) carry no environment id: publish needs one."""
+
+    def version_event(self) -> object:
+        from flaghooks import VersionFeature, VersionPublished, WebhookEvent
+
+        return WebhookEvent(
+            "evt_v", EventType.NEW_VERSION_PUBLISHED, VersionPublished(uuid="u", feature=VersionFeature(1, "f"))
+        )
+
+    def test_environment_required(self) -> None:
+        """Without environment= the event cannot be routed: ConfigError naming environment=."""
+        webhooks, _ = make()
+        webhooks.subscribe(A, environment=23)
+        with pytest.raises(ConfigError, match="environment="):
+            webhooks.publish(self.version_event())  # type: ignore[arg-type]
+
+    def test_goes_to_that_environment_only(self) -> None:
+        """With environment=, it goes to that environment's endpoints only, byte for byte as encoded."""
+        from flaghooks import WebhookEvent
+
+        webhooks, transport = make()
+        webhooks.subscribe(A, environment=23)
+        webhooks.subscribe(B, environment=24)
+        webhooks.subscribe(ORG, organisation=7)
+        results = webhooks.publish(self.version_event(), environment=23)  # type: ignore[arg-type]
+        assert [r.ok for r in results] == [True] and urls(transport) == [A.url]
+        unknown = WebhookEvent("evt_u", "SOMETHING_NEW", {"a": 1})
+        assert [r.event_type for r in webhooks.publish(unknown, environment=24)] == ["SOMETHING_NEW"]
+        assert transport.requests[-1].body == b'{"data": {"a": 1}, "event_type": "SOMETHING_NEW"}'

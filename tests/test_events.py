@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -21,17 +22,25 @@ from flaghooks import (
     Environment,
     EventType,
     FlagChange,
+    VersionFeature,
+    VersionPublished,
     WebhookEvent,
     audit_log_created,
     flag_changed,
 )
+from flaghooks._events import new_event_id
 
 GENERATED_ID = re.compile(r"evt_[A-Za-z0-9_]+")
 
 
 def test_event_types_equal_their_names() -> None:
-    """EventType is a str enum whose values are the names."""
-    assert [t.value for t in EventType] == ["FLAG_UPDATED", "FLAG_DELETED", "AUDIT_LOG_CREATED"]
+    """EventType is a str enum whose values are the names; NEW_VERSION_PUBLISHED joined in issue 7."""
+    assert [t.value for t in EventType] == [
+        "FLAG_UPDATED",
+        "FLAG_DELETED",
+        "AUDIT_LOG_CREATED",
+        "NEW_VERSION_PUBLISHED",
+    ]
     assert EventType.FLAG_UPDATED == "FLAG_UPDATED"
 
 
@@ -206,3 +215,119 @@ class TestWebhookEvent:
         other = banner_state(feature=BANNER, environment=Environment(99))
         with pytest.raises(ValueError, match="environment id"):
             FlagChange("", other, banner_state(), datetime(2024, 1, 1, tzinfo=UTC))
+
+
+class TestFreshIds:
+    """Issue 8 item 5: generated ids carry fresh randomness per id, so that they cannot be predicted."""
+
+    def test_layout(self) -> None:
+        """evt_, 12 hex digits of milliseconds, an 8-digit counter, 16 hex digits of randomness."""
+        event_id = flag_changed(None, banner_state()).id
+        assert re.fullmatch(r"evt_[0-9a-f]{12}[0-9a-f]{8}[0-9a-f]{16}", event_id)
+
+    def test_every_random_digit_varies(self) -> None:
+        """Across ids of one process, every digit of the random part takes many values (a per-process constant
+        plus a counter, as before issue 8, keeps eight of them fixed and the rest predictable)."""
+        ids = [flag_changed(None, banner_state()).id for _ in range(2000)]
+        for position in range(24, 40):
+            assert len({event_id[position] for event_id in ids}) > 8, position
+        assert len({event_id[24:] for event_id in ids}) == len(ids)
+
+    def test_unique_across_threads(self) -> None:
+        """Ids drawn by many threads at once (refilling the random pool meanwhile) are all distinct."""
+        found: list[list[str]] = []
+
+        def draw() -> None:
+            found.append([new_event_id() for _ in range(3000)])
+
+        threads = [threading.Thread(target=draw) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        every = [event_id for ids in found for event_id in ids]
+        assert len(every) == 24000 and len(set(every)) == len(every)
+        assert len({event_id[24:] for event_id in every}) == len(every)
+
+    def test_forked_child_draws_a_new_pool(self) -> None:
+        """A forked child does not hand out the random slices its parent will: its next id's random part differs
+        from the parent's next one."""
+        new_event_id()  # the pool exists and is partly used
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(read)
+            os.write(write, new_event_id().encode())
+            os._exit(0)
+        os.close(write)
+        parent_id = new_event_id()
+        child_id = os.read(read, 200).decode()
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert child_id[24:] != parent_id[24:]
+
+
+class TestUnknownTimestamp:
+    def test_flag_change_accepts_none(self) -> None:
+        """FlagChange.timestamp may be None: the time is unknown (Flagsmith sent "")."""
+        previous, _ = documented_states()
+        assert FlagChange("", None, previous, None).timestamp is None
+
+    def test_other_values_still_rejected(self) -> None:
+        """Anything else that is not an aware datetime is still rejected, naming the field."""
+        previous, _ = documented_states()
+        with pytest.raises(TypeError, match=r"FlagChange\.timestamp must be a datetime"):
+            FlagChange("", None, previous, "")  # type: ignore[arg-type]
+
+
+class TestOtherEventTypes:
+    def version(self) -> VersionPublished:
+        return VersionPublished(uuid="u-1", feature=VersionFeature(1, "f"))
+
+    def test_new_version_published(self) -> None:
+        """NEW_VERSION_PUBLISHED carries a VersionPublished; events stay hashable."""
+        event = WebhookEvent("e", "NEW_VERSION_PUBLISHED", self.version())
+        assert event.event_type is EventType.NEW_VERSION_PUBLISHED
+        assert hash(event) == hash(WebhookEvent("e", EventType.NEW_VERSION_PUBLISHED, self.version()))
+        with pytest.raises(TypeError, match="must be a VersionPublished for NEW_VERSION_PUBLISHED"):
+            WebhookEvent("e", EventType.NEW_VERSION_PUBLISHED, documented_audit_entry())
+        with pytest.raises(TypeError, match="must be a FlagChange"):
+            WebhookEvent("e", EventType.FLAG_UPDATED, self.version())
+
+    def test_unknown_type_with_dict_data(self) -> None:
+        """A type flaghooks does not know is kept as a plain str, its data a dict; the event is hashable."""
+        event = WebhookEvent("e", "FEATURE_HEALTH_CHANGED", {"a": [1, {"b": None}], "c": 1.5})
+        assert event.event_type == "FEATURE_HEALTH_CHANGED" and not isinstance(event.event_type, EventType)
+        assert hash(event) == hash(WebhookEvent("e", "FEATURE_HEALTH_CHANGED", {"other": 1}))
+        assert event != WebhookEvent("e", "FEATURE_HEALTH_CHANGED", {"other": 1})
+
+    @pytest.mark.parametrize("kind", ["", "has space", "A" * 129, "é", "tab\t", 5, None])
+    def test_bad_type_names(self, kind: object) -> None:
+        """An unknown type's name is 1 to 128 printable ASCII characters without spaces."""
+        with pytest.raises(ValueError, match="printable ASCII"):
+            WebhookEvent("e", kind, {})  # type: ignore[arg-type]
+
+    def test_known_type_with_dict_data(self) -> None:
+        """A known type with dict data is refused: its data is a model."""
+        with pytest.raises(TypeError, match="must be an AuditLogEntry"):
+            WebhookEvent("e", EventType.AUDIT_LOG_CREATED, {"log": "x"})
+
+    def test_unknown_type_with_model_data(self) -> None:
+        """An unknown type with model data is refused, naming the known types."""
+        with pytest.raises(ValueError, match="NEW_VERSION_PUBLISHED for VersionPublished data"):
+            WebhookEvent("e", "SOMETHING_NEW", self.version())
+
+    @pytest.mark.parametrize(
+        ("data", "error", "words"),
+        [
+            ({"a": {1, 2}}, TypeError, r"WebhookEvent\.data\['a'\] must hold JSON values"),
+            ({"a": float("nan")}, ValueError, "JSON cannot carry"),
+            ({"a": [float("inf")]}, ValueError, r"\['a'\]\[0\] is inf"),
+            ({"a": {3: "x"}}, TypeError, "keys must be strings"),
+            (["not", "a", "dict"], TypeError, "must be a dict"),
+        ],
+    )
+    def test_unknown_type_data_must_be_json(self, data: object, error: type[Exception], words: str) -> None:
+        """An unknown type's data must be what JSON can carry, so that encoding it cannot fail or mislead."""
+        with pytest.raises(error, match=words):
+            WebhookEvent("e", "SOMETHING_NEW", data)  # type: ignore[arg-type]

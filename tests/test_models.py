@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -13,6 +14,7 @@ from flaghooks import (
     AuditLogEntry,
     Author,
     Environment,
+    Extra,
     Feature,
     FeatureSegment,
     FeatureState,
@@ -21,7 +23,12 @@ from flaghooks import (
     MultivariateValue,
     Project,
     Segment,
+    VersionFeature,
+    VersionFeatureState,
+    VersionPublished,
+    VersionPublisher,
 )
+from flaghooks._extra import thaw
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -145,10 +152,15 @@ class TestBadModels:
             feature(name=name)
         assert_rejected(info, "Feature.name")
 
-    def test_empty_feature_type(self) -> None:
-        """A feature type must be non-empty."""
-        with pytest.raises(ValueError, match="must not be empty") as info:
-            feature(type="")
+    @pytest.mark.parametrize("kind", ["", "STANDARD", "MULTIVARIATE", "FLAG", "CONFIG", "SOMETHING_NEW"])
+    def test_any_feature_type(self, kind: str) -> None:
+        """Any string is a feature type, "" included: Flagsmith's column allows it (issue 7)."""
+        assert feature(type=kind).type == kind
+
+    def test_feature_type_is_a_string(self) -> None:
+        """A feature type that is not a string names the field."""
+        with pytest.raises(TypeError) as info:
+            feature(type=None)
         assert_rejected(info, "Feature.type")
 
     @pytest.mark.parametrize(
@@ -258,6 +270,189 @@ class TestBadModels:
     )
     def test_other_fields_are_checked(self, build: Any, field: str) -> None:
         """Every other field checks its type or emptiness and is named."""
+        with pytest.raises((TypeError, ValueError)) as info:
+            build()
+        assert_rejected(info, field)
+
+
+def mv(allocation: float, index: int = 1) -> MultivariateValue:
+    return MultivariateValue(index, MultivariateOption(100 + index, f"v{index}"), allocation)
+
+
+class TestAllocations:
+    """Issue 7 section 3 item 11: allocations over 100 in total are refused when a state is built."""
+
+    @pytest.mark.parametrize("allocations", [(60, 41), (100, 0.5), (50.0, 30.0, 20.5)])
+    def test_over_100_refused(self, allocations: tuple[float, ...]) -> None:
+        """A state whose multivariate allocations total more than 100 names the field."""
+        values = tuple(mv(a, i) for i, a in enumerate(allocations))
+        with pytest.raises(ValueError, match="more than 100") as info:
+            banner_state(multivariate_values=values)
+        assert_rejected(info, "FeatureState.multivariate_values")
+        with pytest.raises(ValueError, match="more than 100") as info:
+            VersionFeatureState(enabled=True, multivariate_values=values)
+        assert_rejected(info, "VersionFeatureState.multivariate_values")
+
+    @pytest.mark.parametrize("allocations", [(), (100,), (50, 50), (33.33, 33.33, 33.34), (0.1,) * 1000])
+    def test_up_to_100_accepted(self, allocations: tuple[float, ...]) -> None:
+        """Up to 100 in total is fine, float sums a hair over 100 by rounding included."""
+        values = tuple(mv(a, i) for i, a in enumerate(allocations))
+        assert banner_state(multivariate_values=values).multivariate_values == values
+
+
+class TestExtra:
+    def test_frozen_hashable_and_equal_like_a_dict(self) -> None:
+        """Extra is a read-only mapping whose nested objects and arrays are frozen too, and it hashes."""
+        extra = Extra({"a": [1, {"b": [2]}], "c": None})
+        assert extra == {"a": (1, Extra({"b": (2,)})), "c": None} and len(extra) == 2 and "c" in extra
+        assert hash(extra) == hash(Extra({"c": None, "a": [1, {"b": [2]}]}))
+        assert isinstance(extra["a"], tuple) and isinstance(extra["a"][1], Extra)
+        with pytest.raises(TypeError):
+            extra["d"] = 1  # type: ignore[index]
+        assert thaw(extra) == {"a": [1, {"b": [2]}], "c": None}
+        assert repr(Extra({"a": 1})) == "Extra({'a': 1})"
+        assert Extra() == {} and Extra({"a": 1}) != Extra({"a": 2})
+
+    def test_models_with_extra_stay_hashable(self) -> None:
+        """Models carrying extra keys hash and compare by them."""
+        one = Environment(1, "e", extra={"x": [1]})
+        assert hash(one) == hash(Environment(1, "e", extra={"x": [1]}))
+        assert one != Environment(1, "e", extra={"x": [2]}) and one != Environment(1, "e")
+        assert isinstance(one.extra, Extra) and Environment(1, "e", extra={}).extra is Environment(1).extra
+
+    def test_pickles(self) -> None:
+        """An Extra survives pickling (a model with one can be sent to another process)."""
+        project = Project(1, extra={"a": {"b": [1]}})
+        assert pickle.loads(pickle.dumps(project)) == project  # noqa: S301 - our own bytes
+
+    @pytest.mark.parametrize(
+        ("build", "error", "words"),
+        [
+            (lambda: Environment(1, extra={"name": "x"}), ValueError, ["Environment.extra", "'name'"]),
+            (lambda: Project(1, extra={"organisation": 3}), ValueError, ["Project.extra", "'organisation'"]),
+            (lambda: Author(1, "a", extra={"email": "b"}), ValueError, ["Author.extra", "'email'"]),
+            (lambda: Environment(1, uuid="u", extra={"uuid": None}), ValueError, ["Environment.extra", "'uuid'"]),
+            (lambda: Environment(1, extra={"api_key": "k"}), ValueError, ["set Environment.api_key"]),
+            (lambda: Environment(1, extra={"x": {1, 2}}), TypeError, ["Environment.extra['x']", "JSON value"]),
+            (lambda: Project(1, extra={"x": float("nan")}), ValueError, ["Project.extra['x']", "JSON cannot"]),
+            (lambda: Project(1, extra={3: "x"}), TypeError, ["Project.extra keys must be strings"]),
+            (lambda: Project(1, extra=[("a", 1)]), TypeError, ["Project.extra must be a mapping"]),
+            (lambda: audit(extra={"log": "x"}), ValueError, ["AuditLogEntry.extra", "'log'"]),
+        ],
+    )
+    def test_refused(self, build: Any, error: type[Exception], words: list[str]) -> None:
+        """extra must hold JSON values under string keys, and never a key the model writes itself."""
+        with pytest.raises(error) as info:
+            build()
+        assert_rejected(info, *words)
+        assert getattr(info.value, "field", None) == "extra"
+
+    def test_null_optional_key(self) -> None:
+        """An optional field's key may be in extra as null while the field is unset (it was sent as null)."""
+        assert Environment(1, extra={"uuid": None}).extra == {"uuid": None}
+
+    def test_plain_subclasses_are_kept_as_plain_values(self) -> None:
+        """Enum-like str, int and float subclasses are stored as the plain values JSON writes."""
+
+        class Colour(str):
+            pass
+
+        class Count(int):
+            pass
+
+        class Share(float):
+            pass
+
+        extra = Extra({"c": Colour("red"), "n": Count(3), "s": Share(0.5)})
+        assert [type(extra[key]) for key in ("c", "n", "s")] == [str, int, float]
+        with pytest.raises(ValueError, match="JSON cannot carry"):
+            Extra({"s": Share("inf")})
+
+
+def audit(**changes: Any) -> AuditLogEntry:
+    fields: dict[str, Any] = {"created_date": NOW, "log": "x", "related_object_type": "FEATURE"}
+    fields.update(changes)
+    return AuditLogEntry(**fields)
+
+
+class TestIssue7Models:
+    def test_related_object_type_may_be_none(self) -> None:
+        """An audit entry's related_object_type may be None (Flagsmith sends null)."""
+        assert audit(related_object_type=None).related_object_type is None
+
+    def test_first_class_fields(self) -> None:
+        """uuids, api_key and is_system_event are fields, type-checked with the field named."""
+        assert Environment(1, uuid="u", api_key="k").api_key == "k"
+        assert Project(1, uuid="u").uuid == "u" and Author(1, "a", uuid="u").uuid == "u"
+        for build, field in [
+            (lambda: Environment(1, uuid=5), "Environment.uuid"),
+            (lambda: Environment(1, api_key=5), "Environment.api_key"),
+            (lambda: Project(1, uuid=5), "Project.uuid"),
+            (lambda: Project(1, "p", "7"), "Project.organisation"),
+            (lambda: Author(1, "a", uuid=5), "Author.uuid"),
+        ]:
+            with pytest.raises(TypeError) as info:
+                build()
+            assert_rejected(info, field)
+
+    @pytest.mark.parametrize(
+        ("build", "field"),
+        [
+            (lambda: VersionPublished(uuid="", feature=VersionFeature(1, "f")), "VersionPublished.uuid"),
+            (lambda: VersionPublished(uuid="u", feature=(1, "f")), "VersionPublished.feature"),
+            (lambda: VersionPublished(uuid="u", feature=VersionFeature(1, "f"), published_by=3), "published_by"),
+            (lambda: VersionPublished(uuid="u", feature=VersionFeature(1, "f"), feature_states=[]), "feature_states"),
+            (
+                lambda: VersionPublished(uuid="u", feature=VersionFeature(1, "f"), feature_states=(3,)),
+                "VersionPublished.feature_states [0]",
+            ),
+            (lambda: VersionFeature(True, "f"), "VersionFeature.id"),
+            (lambda: VersionPublisher(1, None), "VersionPublisher.email"),
+            (lambda: VersionFeatureState(enabled=1), "VersionFeatureState.enabled"),
+            (lambda: VersionFeatureState(enabled=True, value=1.5), "VersionFeatureState.value"),
+        ],
+    )
+    def test_version_published_validation(self, build: Any, field: str) -> None:
+        """NEW_VERSION_PUBLISHED's models refuse bad values, naming the field."""
+        with pytest.raises((TypeError, ValueError)) as info:
+            build()
+        assert_rejected(info, field)
+
+
+class TestOnePassValidation:
+    """Models validated in one pass (for speed) still accept subclasses and name every bad field."""
+
+    def test_subclass_values_accepted(self) -> None:
+        """int and str subclasses (enums, say) pass where plain ints and strs do."""
+
+        class Code(str):
+            pass
+
+        class Share(int):
+            pass
+
+        assert Identity(Code("edge-1"), "alice").id == "edge-1"
+        assert Identity(Share(7), "alice").id == 7
+        assert mv(Share(40)).percentage_allocation == 40
+        assert MultivariateOption(Share(3), Code("x")).value == "x"
+
+    @pytest.mark.parametrize(
+        ("build", "field"),
+        [
+            (lambda: Environment(1, 5), "Environment.name"),
+            (lambda: Project(1, 5), "Project.name"),
+            (lambda: MultivariateValue(1, ("option",), 5), "MultivariateValue.option"),
+            (lambda: MultivariateValue(1, MultivariateOption(1, "x"), float("nan")), "MultivariateValue.percentage"),
+            (lambda: MultivariateOption(1.0, "x"), "MultivariateOption.id"),
+            (lambda: MultivariateValue(True, MultivariateOption(1, "x"), 5), "MultivariateValue.id"),
+            (lambda: Identity(1.5, "a"), "Identity.id"),
+            (lambda: Identity("", "a"), "Identity.id"),
+            (lambda: Identity(1, ""), "Identity.identifier"),
+            (lambda: feature(description=5), "Feature.description"),
+        ],
+    )
+    def test_bad_fields_named(self, build: Any, field: str) -> None:
+        """Each bad value names its field."""
         with pytest.raises((TypeError, ValueError)) as info:
             build()
         assert_rejected(info, field)

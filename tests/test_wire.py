@@ -15,22 +15,36 @@ from cases import (
     banner_state,
     documented_audit_entry,
     documented_flag_event,
+    flagsmith_body,
+    flagsmith_case,
+    flagsmith_corpus,
+    flagsmith_names,
     golden_path,
     identity_state,
     segment_state,
     vector_bytes,
 )
 from flaghooks import (
+    AuditLogEntry,
+    Author,
+    Environment,
     EventType,
     FeatureSegment,
     FlagChange,
     PayloadError,
     PayloadFormat,
+    Project,
+    VersionFeature,
+    VersionFeatureState,
+    VersionPublished,
+    VersionPublisher,
+    WebhookEvent,
     audit_log_created,
     decode,
     encode,
     flag_changed,
 )
+from flaghooks._decode import _decode_carefully
 
 FORMATS = list(PayloadFormat)
 
@@ -285,7 +299,8 @@ class TestDecodeRejects:
             ("data.timestamp", "0001-01-01T00:00:00+01:00", "data.timestamp", ["invalid datetime"]),
             ("data.changed_by", 7, "data.changed_by", ["string"]),
             ("data", [], "data", ["object"]),
-            ("event_type", "FLAG_CREATED", "event_type", ["FLAG_UPDATED, FLAG_DELETED, AUDIT_LOG_CREATED"]),
+            ("event_type", "FLAG CREATED", "event_type", ["printable ASCII", "FLAG_UPDATED, FLAG_DELETED"]),
+            ("event_type", "", "event_type", ["printable ASCII"]),
             ("event_type", KeyError, "event_type", ["missing"]),
             ("data.new_state.identity", 5, "data.new_state.identity_identifier", ["null"]),
             ("data.new_state.identity_identifier", "alice", "data.new_state.identity_identifier", ["null"]),
@@ -423,3 +438,313 @@ def test_identity_overrides_decode() -> None:
         decoded = decode(encode(flag_changed(None, state), fmt)).data
         assert isinstance(decoded, FlagChange) and decoded.new_state is not None
         assert decoded.new_state.identity == state.identity
+
+
+# --- issue 7: everything Flagsmith sends -------------------------------------------------------------------------
+
+
+class TestFlagsmithCorpus:
+    """tests/flagsmith: payloads reflecting Flagsmith's server code and its documentation's history."""
+
+    @pytest.mark.parametrize("name", flagsmith_names())
+    def test_decodes(self, name: str) -> None:
+        """Every payload decodes, to model data for the types flaghooks knows and to a dict for others."""
+        event = decode(flagsmith_body(name))
+        kind = json.loads(flagsmith_body(name))["event_type"]
+        assert event.event_type == kind
+        if isinstance(event.event_type, EventType):
+            assert not isinstance(event.data, dict)
+        else:
+            assert event.data == json.loads(flagsmith_body(name))["data"]
+
+    @pytest.mark.parametrize("name", flagsmith_names())
+    def test_round_trip(self, name: str) -> None:
+        """A payload labelled with a format is written back byte for byte in that format; every payload
+        Flagsmith's server builds today is MODERN, except the organisation test sample (the documented shape)."""
+        case = flagsmith_case(name)
+        assert case["round_trip"] in ("modern", "classic", None)
+        assert case["source"] and case["note"]
+        if case["round_trip"] is not None:
+            body = flagsmith_body(name)
+            assert encode(decode(body), PayloadFormat(case["round_trip"])) == body
+
+    @pytest.mark.parametrize("name", flagsmith_names())
+    def test_fast_path_agrees(self, name: str) -> None:
+        """decode's fast path gives the event its careful path gives."""
+        body = flagsmith_body(name)
+        assert decode(body, event_id="evt_1") == _decode_carefully(json.loads(body), "evt_1")
+
+    def test_covers_every_event_type(self) -> None:
+        """The corpus has every event type, an unknown one, and both round-trip formats."""
+        kinds = {json.loads(body)["event_type"] for _, body in flagsmith_corpus()}
+        assert set(EventType) < kinds
+        labels = {flagsmith_case(name)["round_trip"] for name in flagsmith_names()}
+        assert labels == {"modern", "classic", None}
+
+    def test_deleted_without_history(self) -> None:
+        """ "timestamp": "" decodes to an unknown timestamp (None), which encodes as "" again."""
+        event = decode(flagsmith_body("flag_deleted.no_history"))
+        assert isinstance(event.data, FlagChange)
+        assert event.event_type is EventType.FLAG_DELETED and event.data.timestamp is None
+        assert json.loads(encode(event, PayloadFormat.CLASSIC))["data"]["timestamp"] == ""
+
+    def test_version_published(self) -> None:
+        """NEW_VERSION_PUBLISHED decodes to VersionPublished with typed states and multivariate values."""
+        event = decode(flagsmith_body("new_version_published"))
+        data = event.data
+        assert isinstance(data, VersionPublished)
+        assert data.uuid == "0f5c3b9e-8d3a-4c1e-9b7a-5e2d1c4f6a80"
+        assert (data.feature.id, data.feature.name) == (2411, "checkout_banner")
+        assert data.published_by == VersionPublisher(3, "dana@example.com")
+        first, second = data.feature_states
+        assert (first.enabled, first.value, second.value) == (True, "red", None)
+        assert [v.option.value for v in first.multivariate_values] == ["green", 7, True]
+        assert [v.percentage_allocation for v in first.multivariate_values] == [50.0, 30.0, 20.0]
+        unpublished = decode(flagsmith_body("new_version_published.no_publisher")).data
+        assert isinstance(unpublished, VersionPublished) and unpublished.published_by is None
+
+    def test_full_audit_payload(self) -> None:
+        """Today's audit payload: uuids, api_key and is_system_event are fields, the rest is kept in extra."""
+        entry = decode(flagsmith_body("audit_log_created.full")).data
+        assert isinstance(entry, AuditLogEntry)
+        assert entry.is_system_event is False and entry.related_object_uuid == "5f0c6e2c-7b8e-4d7e-9a41-2c1b8f6d9e10"
+        assert entry.author is not None and entry.author.uuid == "c0a80101-0000-4000-8000-000000000003"
+        assert entry.author.extra == {"last_login": "2024-06-01T08:15:00.120000Z"}
+        assert entry.environment is not None and entry.environment.api_key == "Kx9mQ2rT7vYw3ZpL8nB4cD"
+        assert entry.environment.uuid == "e1f2a3b4-c5d6-4e7f-8a9b-0c1d2e3f4a5b"
+        assert entry.environment.extra["project"] == 12 and entry.environment.extra["banner_text"] is None
+        assert entry.project is not None and entry.project.uuid == "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
+        assert entry.project.extra["migration_status"] == "NOT_APPLICABLE"
+        assert entry.project.organisation == 7 and entry.extra == {}
+
+    def test_audit_nulls(self) -> None:
+        """related_object_type, author and environment may be null; created_date may have no fraction."""
+        system = decode(flagsmith_body("audit_log_created.system_event")).data
+        assert isinstance(system, AuditLogEntry)
+        assert system.related_object_type is None and system.author is None and system.is_system_event
+        whole = decode(flagsmith_body("audit_log_created.zero_microseconds")).data
+        assert isinstance(whole, AuditLogEntry)
+        assert whole.environment is None and whole.created_date == datetime(2024, 6, 1, 12, tzinfo=UTC)
+
+    def test_docs_2019_without_identity_identifier(self) -> None:
+        """A state without an identity_identifier key (2019 docs) reads it as null."""
+        event = decode(flagsmith_body("docs_2019_flag_updated"))
+        assert isinstance(event.data, FlagChange) and event.data.new_state is not None
+        assert event.data.new_state.identity is None
+
+    def test_unknown_event_type(self) -> None:
+        """An unknown event type decodes to its name and the raw data object, written back the same in both
+        formats."""
+        body = flagsmith_body("unknown_event_type")
+        event = decode(body)
+        assert event.event_type == "FEATURE_HEALTH_CHANGED" and not isinstance(event.event_type, EventType)
+        assert isinstance(event.data, dict) and event.data["health"]["reasons"] == ["latency", None]
+        assert encode(event, PayloadFormat.CLASSIC) == encode(event, PayloadFormat.MODERN) == body
+
+    def test_any_feature_type(self) -> None:
+        """Feature types CONFIG and "" decode (the model used to refuse "")."""
+        event = decode(flagsmith_body("flag_updated.legacy_feature_types"))
+        assert isinstance(event.data, FlagChange)
+        assert event.data.new_state is not None and event.data.previous_state is not None
+        assert (event.data.new_state.feature.type, event.data.previous_state.feature.type) == ("CONFIG", "")
+
+
+class TestIssue7Encoding:
+    def test_unknown_timestamp(self) -> None:
+        """A FlagChange with timestamp None is written with "timestamp": "" in both formats."""
+        event = flag_changed(banner_state(), None, event_id="evt_1")
+        assert isinstance(event.data, FlagChange)
+        unknown = attrs.evolve(event, data=attrs.evolve(event.data, timestamp=None))
+        for fmt in FORMATS:
+            assert json.loads(encode(unknown, fmt))["data"]["timestamp"] == ""
+
+    def test_audit_created_date_as_drf_writes_it(self) -> None:
+        """MODERN writes an audit created_date without a fraction when the microseconds are zero (as Flagsmith
+        does), CLASSIC keeps the seed's six digits."""
+        entry = attrs.evolve(documented_audit_entry(), created_date=datetime(2024, 6, 1, 12, tzinfo=UTC))
+        event = audit_log_created(entry, event_id="evt_1")
+        assert json.loads(encode(event, PayloadFormat.MODERN))["data"]["created_date"] == "2024-06-01T12:00:00Z"
+        assert json.loads(encode(event))["data"]["created_date"] == "2024-06-01T12:00:00.000000Z"
+
+    def test_extra_keys_are_written_back_in_modern_only(self) -> None:
+        """Keys kept in extra, uuids and api_key travel in MODERN; CLASSIC is the seed shape without them."""
+        entry = attrs.evolve(
+            documented_audit_entry(),
+            environment=Environment(5, "Prod", uuid="u-env", api_key="key", extra={"project": 6}),
+            author=Author(3, "a@example.com", uuid="u-author", extra={"last_login": None}),
+            extra={"change_type": "UPDATE"},
+        )
+        event = audit_log_created(entry, event_id="evt_1")
+        modern = json.loads(encode(event, PayloadFormat.MODERN))["data"]
+        assert modern["environment"] == {"id": 5, "name": "Prod", "uuid": "u-env", "api_key": "key", "project": 6}
+        assert modern["author"]["uuid"] == "u-author" and modern["author"]["last_login"] is None
+        assert modern["change_type"] == "UPDATE"
+        classic = json.loads(encode(event, PayloadFormat.CLASSIC))["data"]
+        assert classic["environment"] == {"id": 5, "name": "Prod"} and "change_type" not in classic
+        assert set(classic["author"]) == {"id", "email", "first_name", "last_name"}
+
+    def test_state_environment_and_project_carry_their_extra(self) -> None:
+        """In a MODERN flag state, an environment's and a project's uuid and extra keys are written too."""
+        project = Project(12, "Checkout", 7, "u-project", extra={"x": [1, {"y": 2}]})
+        environment = Environment(23, "Production", uuid="u-env", extra={"z": True})
+        feature = attrs.evolve(banner_state().feature, project=project)
+        event = flag_changed(None, banner_state(feature=feature, environment=environment), event_id="evt_1")
+        state = json.loads(encode(event, PayloadFormat.MODERN))["data"]["new_state"]
+        assert state["environment"] == {"id": 23, "name": "Production", "uuid": "u-env", "z": True}
+        assert state["feature"]["project"] == {"id": 12, "name": "Checkout", "uuid": "u-project", "x": [1, {"y": 2}]}
+        assert decode(encode(event, PayloadFormat.MODERN), event_id="evt_1") == attrs.evolve(
+            event,
+            data=attrs.evolve(
+                event.data,
+                new_state=attrs.evolve(
+                    event.data.new_state,
+                    id=None,
+                    feature=attrs.evolve(feature, project=attrs.evolve(project, organisation=None)),
+                ),
+            ),  # type: ignore[union-attr]
+        )
+
+    def test_null_uuid_is_written_back(self) -> None:
+        """An optional field sent as null (which Flagsmith does not do) is kept in extra and written back."""
+        body = json.loads(flagsmith_body("audit_log_created.full"))
+        body["data"]["project"]["uuid"] = None
+        raw = json.dumps(body, sort_keys=True).encode()
+        entry = decode(raw).data
+        assert isinstance(entry, AuditLogEntry) and entry.project is not None
+        assert entry.project.uuid is None and entry.project.extra["uuid"] is None
+        assert encode(decode(raw), PayloadFormat.MODERN) == raw
+
+    def test_version_published_same_in_both_formats(self) -> None:
+        """NEW_VERSION_PUBLISHED has one shape: CLASSIC and MODERN write the same bytes."""
+        version = VersionPublished(
+            uuid="u-1",
+            feature=VersionFeature(1, "f"),
+            feature_states=(VersionFeatureState(enabled=True, value=3),),
+        )
+        event = WebhookEvent("evt_1", EventType.NEW_VERSION_PUBLISHED, version)
+        body = encode(event, PayloadFormat.CLASSIC)
+        assert body == encode(event, PayloadFormat.MODERN)
+        assert json.loads(body) == {
+            "data": {
+                "feature": {"id": 1, "name": "f"},
+                "feature_states": [{"enabled": True, "multivariate_feature_state_values": [], "value": 3}],
+                "published_by": None,
+                "uuid": "u-1",
+            },
+            "event_type": "NEW_VERSION_PUBLISHED",
+        }
+
+
+class TestIssue7Decoding:
+    def test_timestamp_empty_string(self) -> None:
+        """ "timestamp": "" is an unknown time, not an error (it was a 400 before issue 7)."""
+        event = decode(mutate(documented_document(), "data.timestamp", ""))
+        assert isinstance(event.data, FlagChange) and event.data.timestamp is None
+
+    @pytest.mark.parametrize("name", ["FEATURE_HEALTH_CHANGED", "x", "A" * 128, "flag.updated:v2"])
+    def test_unknown_types_decode(self, name: str) -> None:
+        """A type flaghooks does not know decodes (1 to 128 printable ASCII characters without spaces)."""
+        event = decode(body_of({"event_type": name, "data": {"k": [1, 2.5, None]}}))
+        assert event.event_type == name and type(event.event_type) is str
+        assert event.data == {"k": [1, 2.5, None]}
+
+    @pytest.mark.parametrize(
+        ("document", "path", "words"),
+        [
+            ({"event_type": "A" * 129, "data": {}}, "event_type", ["printable ASCII"]),
+            ({"event_type": "NEW\nTYPE", "data": {}}, "event_type", ["printable ASCII"]),
+            ({"event_type": "NEW_TYPE", "data": []}, "data", ["object"]),
+            ({"event_type": "NEW_TYPE"}, "data", ["missing"]),
+            (b'{"event_type": "NEW_TYPE", "data": {"big": 1e999}}', "data", ["JSON cannot carry"]),
+            ({"event_type": "NEW_VERSION_PUBLISHED", "data": {"uuid": "u"}}, "data.feature", ["missing"]),
+            (
+                {
+                    "event_type": "NEW_VERSION_PUBLISHED",
+                    "data": {
+                        "uuid": "u",
+                        "feature": {"id": 1, "name": "f"},
+                        "feature_states": [{"enabled": True, "value": 1.5}],
+                    },
+                },
+                "data.feature_states[0].value",
+                ["string, integer, boolean or null"],
+            ),
+            (
+                {
+                    "event_type": "NEW_VERSION_PUBLISHED",
+                    "data": {"uuid": "", "feature": {"id": 1, "name": "f"}, "feature_states": []},
+                },
+                "data.uuid",
+                ["must not be empty"],
+            ),
+        ],
+    )
+    def test_bad_payloads(self, document: object, path: str, words: list[str]) -> None:
+        """Bad unknown-type and NEW_VERSION_PUBLISHED payloads are PayloadErrors at the right path (1e999 is
+        infinity to JSON's parser, which encoding could not write back)."""
+        with pytest.raises(PayloadError) as info:
+            decode(document if isinstance(document, bytes) else body_of(document))
+        assert info.value.path == path
+        for word in words:
+            assert word in str(info.value)
+
+    @pytest.mark.parametrize("around", [(b" ", b""), (b"", b"\n"), (b"\r\n\t", b"  ")])
+    def test_whitespace_around_the_document(self, around: tuple[bytes, bytes]) -> None:
+        """JSON allows whitespace around the document; the decoder's quick parse leaves it to json's."""
+        body = flagsmith_body("flag_updated.segment_override")
+        assert decode(around[0] + body + around[1], event_id="e") == decode(body, event_id="e")
+
+    def test_data_after_the_document(self) -> None:
+        """Anything but whitespace after the document is not JSON."""
+        with pytest.raises(PayloadError, match="Extra data"):
+            decode(flagsmith_body("flag_updated.segment_override") + b" {}")
+
+    def test_null_multivariate_values(self) -> None:
+        """multivariate_feature_state_values may be missing (CLASSIC) but not null."""
+        document = json.loads(flagsmith_body("flag_updated.multivariate"))
+        document["data"]["new_state"]["multivariate_feature_state_values"] = None
+        with pytest.raises(PayloadError, match="must be a tuple") as info:
+            decode(body_of(document))
+        assert info.value.path == "data.new_state.multivariate_feature_state_values"
+
+    def test_allocations_over_100(self) -> None:
+        """Multivariate allocations over 100 in total are a PayloadError at the wire name."""
+        document = json.loads(flagsmith_body("flag_updated.multivariate"))
+        document["data"]["new_state"]["multivariate_feature_state_values"][0]["percentage_allocation"] = 60.0
+        with pytest.raises(PayloadError, match="more than 100") as info:
+            decode(body_of(document))
+        assert info.value.path == "data.new_state.multivariate_feature_state_values"
+
+    def test_extra_that_json_cannot_write(self) -> None:
+        """An unknown key whose value JSON parses but cannot write back (1e999 is infinity) is refused."""
+        body = flagsmith_body("audit_log_created.full").replace(b'"is_creating": false', b'"is_creating": 1e999')
+        with pytest.raises(PayloadError) as info:
+            decode(body)
+        assert info.value.path == "data.environment.extra"
+
+    def test_equal_features_with_unequal_types(self) -> None:
+        """Two feature objects that compare equal but differ in type (1 and true) are each decoded: the second is
+        refused where its own type is wrong."""
+        document = json.loads(flagsmith_body("flag_updated.environment_default"))
+        document["data"]["new_state"]["feature"]["initial_value"] = 1
+        document["data"]["previous_state"]["feature"]["initial_value"] = True
+        event = decode(body_of(document))
+        assert isinstance(event.data, FlagChange)
+        assert event.data.new_state is not None and event.data.previous_state is not None
+        assert event.data.new_state.feature.initial_value == 1
+        assert event.data.previous_state.feature.initial_value is True
+        document["data"]["new_state"]["feature"]["default_enabled"] = True
+        document["data"]["previous_state"]["feature"]["default_enabled"] = 1
+        document["data"]["previous_state"]["feature"]["initial_value"] = 1
+        with pytest.raises(PayloadError) as info:
+            decode(body_of(document))
+        assert info.value.path == "data.previous_state.feature.default_enabled"
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview])
+def test_bytes_like_bodies(wrap: type) -> None:
+    """A bytearray or memoryview body decodes like its bytes; invalid UTF-8 in one is a PayloadError."""
+    body = flagsmith_body("audit_log_created.full")
+    assert decode(wrap(body)) == decode(body)
+    with pytest.raises(PayloadError, match="not UTF-8"):
+        decode(wrap(b"\xff" + body))

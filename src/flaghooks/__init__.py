@@ -18,6 +18,7 @@ from ._models import (
     AuditLogEntry,
     Author,
     Environment,
+    Extra,
     Feature,
     FeatureSegment,
     FeatureState,
@@ -31,6 +32,7 @@ from ._models import (
 from ._retry import RetryPolicy
 from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
 from ._version import VERSION as _VERSION
+from ._versions import VersionFeature, VersionFeatureState, VersionPublished, VersionPublisher
 from ._wire import PayloadFormat, encode
 from .exceptions import ConfigError, FlaghooksError, PayloadError, SignatureError
 
@@ -45,6 +47,7 @@ __all__ = [
     "Endpoint",
     "Environment",
     "EventType",
+    "Extra",
     "Feature",
     "FeatureSegment",
     "FeatureState",
@@ -63,6 +66,10 @@ __all__ = [
     "SignatureError",
     "Signing",
     "StateChange",
+    "VersionFeature",
+    "VersionFeatureState",
+    "VersionPublished",
+    "VersionPublisher",
     "WebhookEvent",
     "Webhooks",
     "__version__",

@@ -83,11 +83,10 @@ def _describe_key(key: Any) -> str:
 def check_same_target(previous: FeatureState, new: FeatureState) -> None:
     """Raise ``ValueError`` naming what differs when two states are not of the same target."""
     # Fast path for the common case, environment defaults of one feature in one environment.
+    # Also when both states share one override object (as decoding builds them).
     if (
-        previous.identity is None
-        and new.identity is None
-        and previous.feature_segment is None
-        and new.feature_segment is None
+        previous.identity is new.identity
+        and previous.feature_segment is new.feature_segment
         and previous.environment.id == new.environment.id
         and previous.feature.id == new.feature.id
     ):

@@ -10,7 +10,8 @@ from typing import Any, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ._events import FlagChange, WebhookEvent
-from ._models import AuditLogEntry
+from ._models import AuditLogEntry, clip
+from ._versions import VersionPublished
 
 StartResponse = Callable[..., Any]
 
@@ -53,11 +54,10 @@ def describe_target(event: WebhookEvent) -> str:
     if isinstance(data, AuditLogEntry):
         organisation = data.project.organisation if data.project is not None else None
         return f"audit log of organisation {organisation}" if organisation is not None else "audit log"
+    if isinstance(data, VersionPublished):
+        return f"version {data.uuid} of {data.feature.name}"
     if not isinstance(data, FlagChange):
-        # A version published (its feature, when the data names one) or an event type flaghooks does not know.
-        feature = getattr(data, "feature", None)
-        name = getattr(feature, "name", None)
-        return f"feature {name}" if isinstance(name, str) else "data flaghooks does not model"
+        return f"an event type flaghooks does not know ({clip(str(event.event_type))})"
     state = data.new_state if data.new_state is not None else data.previous_state
     assert state is not None
     where = f"{state.feature.name} in {state.environment.name or f'environment {state.environment.id}'}"

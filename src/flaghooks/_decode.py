@@ -1,373 +1,55 @@
 """Decoding: web hook bodies of either payload format back into events.
 
-The decoding converter's structure hooks accept both shapes field by field (an id or an object for an
-environment, a project, a feature segment) and report every problem as a :class:`PayloadError` whose path
-locates it in the document. Nothing else ever escapes :func:`decode`.
+:func:`decode` parses the JSON once, takes the fast path (``_decode_fast``) for the flag-state shapes Flagsmith
+sends, and the careful readers (``_readers``) for everything else and to say precisely what is wrong. Nothing but
+a :class:`PayloadError` ever escapes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
-import cattrs
-
+from ._decode_fast import fast_flag_change
 from ._events import _ANY_ID, EventType, FlagChange, WebhookEvent
-from ._models import (
-    AuditLogEntry,
-    Author,
-    Environment,
-    Feature,
-    FeatureSegment,
-    FeatureState,
-    FlagValue,
-    Identity,
-    MultivariateOption,
-    MultivariateValue,
-    Project,
-    Segment,
-    clip,
+from ._models import AuditLogEntry, clip
+from ._readers import (
+    _FLAG_KINDS,
+    _KINDS,
+    _READ_AUDIT,
+    _READ_FLAG_CHANGE,
+    _READ_VERSION,
+    _check_agreement,
+    _event_type,
+    _get,
+    _object,
+    parse_datetime,
 )
+from ._versions import VersionPublished
 from .exceptions import PayloadError
 
 __all__ = ["decode", "parse_datetime"]
 
-_UTC = UTC
-T = TypeVar("T")
-
-_DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(?:(Z)|([+-])(\d{2}):(\d{2}))",
-    re.ASCII,
-)
-
-
-def parse_datetime(text: str) -> datetime:
-    """Parse ISO-8601 with ``Z`` or an offset and 0 to 6 fraction digits into an aware UTC datetime."""
-    match = _DATETIME.fullmatch(text)
-    if match is None:
-        raise PayloadError(f"expected an ISO-8601 datetime such as '2020-03-07T13:59:07.040Z', got {clip(text)}")
-    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
-    try:
-        if zulu:
-            tz = _UTC
-        else:
-            offset = timedelta(hours=int(off_h), minutes=int(off_m))
-            tz = timezone(-offset if sign == "-" else offset)
-        value = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            int((fraction or "0").ljust(6, "0")),
-            tzinfo=tz,
-        )
-        return value if zulu else value.astimezone(_UTC)
-    except (ValueError, OverflowError) as exc:
-        raise PayloadError(f"invalid datetime {clip(text)}: {exc}") from None
-
-
-_JSON_TYPES = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    int: "an integer",
-    float: "a number with a fraction",
-    bool: "a boolean",
-    type(None): "null",
-}
-
-
-def _got(value: object) -> str:
-    kind = _JSON_TYPES.get(type(value), type(value).__name__)
-    if isinstance(value, dict | list):
-        return kind
-    return f"{kind} ({clip(value)})" if value is not None else kind
-
-
-def _object(value: Any) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise PayloadError(f"expected an object, got {_got(value)}")
-    return value
-
-
-def _int(value: Any) -> int:
-    if type(value) is not int:
-        raise PayloadError(f"expected an integer, got {_got(value)}")
-    return value
-
-
-def _str(value: Any) -> str:
-    if type(value) is not str:
-        raise PayloadError(f"expected a string, got {_got(value)}")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if type(value) is not bool:
-        raise PayloadError(f"expected a boolean, got {_got(value)}")
-    return value
-
-
-def _datetime(value: Any) -> datetime:
-    return parse_datetime(_str(value))
-
-
-def _flag_value(value: Any) -> FlagValue:
-    if value is None or type(value) in (str, int, bool):
-        return value  # type: ignore[no-any-return]
-    raise PayloadError(f"expected a string, integer, boolean or null, got {_got(value)}")
-
-
-def _percentage(value: Any) -> float | int:
-    if type(value) not in (int, float):
-        raise PayloadError(f"expected a number, got {_got(value)}")
-    return value  # type: ignore[no-any-return]
-
-
-def _identity_id(value: Any) -> int | str:
-    if type(value) not in (int, str):
-        raise PayloadError(f"expected an integer or a string, got {_got(value)}")
-    return value  # type: ignore[no-any-return]
-
-
-def _optional(read: Callable[[Any], T]) -> Callable[[Any], T | None]:
-    def read_optional(value: Any) -> T | None:
-        return None if value is None else read(value)
-
-    return read_optional
-
-
-_MISSING: Any = object()
-
-
-def _get(obj: dict[str, Any], key: str, read: Callable[[Any], T], default: Any = _MISSING) -> T:
-    """Read ``obj[key]`` with ``read``; a problem is reported at ``key``."""
-    try:
-        value = obj[key]
-    except KeyError:
-        if default is _MISSING:
-            raise PayloadError("required key is missing", key) from None
-        return default  # type: ignore[no-any-return]
-    try:
-        return read(value)
-    except PayloadError as exc:
-        raise exc.within(key) from None
-
-
-# Where a model field travels under another name, its errors point at the wire name.
-_WIRE_NAMES = {
-    "value": "feature_state_value",
-    "option": "multivariate_feature_option",
-    "multivariate_values": "multivariate_feature_state_values",
-}
-
-
-def _build(cls: Callable[..., T], **fields: Any) -> T:
-    """Construct a model, turning its validation errors into a PayloadError at the offending field."""
-    try:
-        return cls(**fields)
-    except (TypeError, ValueError) as exc:
-        field = getattr(exc, "field", "")
-        raise PayloadError(str(exc), _WIRE_NAMES.get(field, field)) from None
-
-
-def _reader(conv: cattrs.Converter, cls: type[T]) -> Callable[[Any], T]:
-    """A one-argument reader for ``cls`` that dispatches through ``conv``'s structure hook."""
-    hook = conv.get_structure_hook(cls)
-    return lambda value: hook(value, cls)
-
-
-def _build_decoder() -> cattrs.Converter:
-    conv = cattrs.Converter()
-
-    def project(value: Any, _: type) -> Project:
-        if type(value) is int:
-            return Project(value)
-        obj = _object(value)
-        return _build(
-            Project,
-            id=_get(obj, "id", _int),
-            name=_get(obj, "name", _optional(_str), None),
-            organisation=_get(obj, "organisation", _optional(_int), None),
-        )
-
-    def environment(value: Any, _: type) -> Environment:
-        if type(value) is int:
-            return Environment(value)
-        obj = _object(value)
-        return _build(Environment, id=_get(obj, "id", _int), name=_get(obj, "name", _optional(_str), None))
-
-    def feature(value: Any, _: type) -> Feature:
-        obj = _object(value)
-        return _build(
-            Feature,
-            id=_get(obj, "id", _int),
-            name=_get(obj, "name", _str),
-            project=_get(obj, "project", read_project),
-            created_date=_get(obj, "created_date", _datetime),
-            type=_get(obj, "type", _str),
-            initial_value=_get(obj, "initial_value", _flag_value),
-            default_enabled=_get(obj, "default_enabled", _bool),
-            description=_get(obj, "description", _optional(_str)),
-        )
-
-    def segment(value: Any, _: type) -> Segment:
-        obj = _object(value)
-        return _build(
-            Segment,
-            id=_get(obj, "id", _int),
-            name=_get(obj, "name", _str),
-            description=_get(obj, "description", _optional(_str), None),
-        )
-
-    def feature_segment(value: Any, _: type) -> FeatureSegment:
-        if type(value) is int:
-            return FeatureSegment(id=value)
-        obj = _object(value)
-        fs_id = _get(obj, "id", _optional(_int), None)
-        seg = _get(obj, "segment", _optional(read_segment), None)
-        if fs_id is None and seg is None:
-            raise PayloadError("a feature segment needs an 'id' or a 'segment'")
-        return _build(
-            FeatureSegment,
-            id=fs_id,
-            segment=seg,
-            priority=_get(obj, "priority", _optional(_int), None),
-        )
-
-    def multivariate_option(value: Any, _: type) -> MultivariateOption:
-        obj = _object(value)
-        return _build(MultivariateOption, id=_get(obj, "id", _int), value=_get(obj, "value", _flag_value))
-
-    def multivariate_value(value: Any, _: type) -> MultivariateValue:
-        obj = _object(value)
-        return _build(
-            MultivariateValue,
-            id=_get(obj, "id", _int),
-            option=_get(obj, "multivariate_feature_option", read_option),
-            percentage_allocation=_get(obj, "percentage_allocation", _percentage),
-        )
-
-    def multivariate_values(value: Any) -> tuple[MultivariateValue, ...]:
-        if type(value) is not list:
-            raise PayloadError(f"expected an array, got {_got(value)}")
-        items = []
-        for index, item in enumerate(value):
-            try:
-                items.append(read_mv(item))
-            except PayloadError as exc:
-                raise exc.within(index) from None
-        return tuple(items)
-
-    def state(value: Any, _: type) -> FeatureState:
-        obj = _object(value)
-        identity_id = _get(obj, "identity", _optional(_identity_id))
-        identifier = _get(obj, "identity_identifier", _optional(_str))
-        if identity_id is None:
-            if identifier is not None:
-                raise PayloadError("identity_identifier is set but identity is null", "identity_identifier")
-            identity = None
-        elif identifier is None:
-            raise PayloadError("identity is set but identity_identifier is null", "identity_identifier")
-        else:
-            identity = _build(Identity, id=identity_id, identifier=identifier)
-        return _build(
-            FeatureState,
-            feature=_get(obj, "feature", read_feature),
-            environment=_get(obj, "environment", read_environment),
-            enabled=_get(obj, "enabled", _bool),
-            value=_get(obj, "feature_state_value", _flag_value),
-            id=_get(obj, "id", _optional(_int), None),
-            feature_segment=_get(obj, "feature_segment", _optional(read_feature_segment)),
-            identity=identity,
-            multivariate_values=_get(obj, "multivariate_feature_state_values", _optional_mvs, ()),
-        )
-
-    def author(value: Any, _: type) -> Author:
-        obj = _object(value)
-        return _build(
-            Author,
-            id=_get(obj, "id", _int),
-            email=_get(obj, "email", _str),
-            first_name=_get(obj, "first_name", _optional(_str), None) or "",
-            last_name=_get(obj, "last_name", _optional(_str), None) or "",
-        )
-
-    def audit(value: Any, _: type) -> AuditLogEntry:
-        obj = _object(value)
-        return _build(
-            AuditLogEntry,
-            created_date=_get(obj, "created_date", _datetime),
-            log=_get(obj, "log", _str),
-            related_object_type=_get(obj, "related_object_type", _str),
-            author=_get(obj, "author", _optional(read_author), None),
-            project=_get(obj, "project", _optional(read_project), None),
-            environment=_get(obj, "environment", _optional(read_environment), None),
-            related_object_id=_get(obj, "related_object_id", _optional(_int), None),
-            id=_get(obj, "id", _optional(_int), None),
-            related_object_uuid=_get(obj, "related_object_uuid", _optional(_str), None),
-            is_system_event=_get(obj, "is_system_event", _optional(_bool), None) or False,
-        )
-
-    def flag_change(value: Any, _: type) -> FlagChange:
-        obj = _object(value)
-        new = _get(obj, "new_state", _optional(read_state))
-        previous = _get(obj, "previous_state", _optional(read_state), None)
-        return _build(
-            FlagChange,
-            changed_by=_get(obj, "changed_by", _optional(_str)) or "",
-            new_state=new,
-            previous_state=previous,
-            timestamp=_get(obj, "timestamp", _datetime),
-        )
-
-    for cls, hook in (
-        (Project, project),
-        (Environment, environment),
-        (Feature, feature),
-        (Segment, segment),
-        (FeatureSegment, feature_segment),
-        (MultivariateOption, multivariate_option),
-        (MultivariateValue, multivariate_value),
-        (FeatureState, state),
-        (Author, author),
-        (AuditLogEntry, audit),
-        (FlagChange, flag_change),
-    ):
-        conv.register_structure_hook(cls, hook)
-
-    read_project = _reader(conv, Project)
-    read_environment = _reader(conv, Environment)
-    read_feature = _reader(conv, Feature)
-    read_segment = _reader(conv, Segment)
-    read_feature_segment = _reader(conv, FeatureSegment)
-    read_option = _reader(conv, MultivariateOption)
-    read_mv = _reader(conv, MultivariateValue)
-    read_state = _reader(conv, FeatureState)
-    read_author = _reader(conv, Author)
-    _optional_mvs = _optional(multivariate_values)
-    return conv
-
-
-_DECODER = _build_decoder()
-
-
-def _event_type(value: Any) -> EventType:
-    text = _str(value)
-    try:
-        return EventType(text)
-    except ValueError:
-        raise PayloadError(f"unknown event type {clip(text)}, expected one of {', '.join(EventType)}") from None
-
 
 def _reject_constant(name: str) -> Any:
     raise PayloadError(f"{name} is not valid JSON")
+
+
+# One decoder, built once: json.loads(text, parse_constant=...) would build a new one per call.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_LOADS = _JSON_DECODER.decode
+_RAW_DECODE = _JSON_DECODER.raw_decode
+
+
+def _parse(text: str) -> Any:
+    """``json.loads(text)`` without the whitespace handling around the document when there is none (bodies from
+    ``json.dumps`` have none); anything else goes through the decoder's ``decode``, which reports errors."""
+    try:
+        document, end = _RAW_DECODE(text)
+    except Exception:  # whitespace before the document, or an error: decode() below says which
+        return _LOADS(text)
+    return document if end == len(text) else _LOADS(text)
 
 
 def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
@@ -377,10 +59,23 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
     printable ASCII characters without spaces. Without it, the id is derived from the body bytes, so the same
     body always decodes to the same id.
 
+    Every event type decodes: FLAG_UPDATED and FLAG_DELETED to a :class:`FlagChange` (whose ``timestamp`` is
+    ``None`` when Flagsmith sent ``""``), AUDIT_LOG_CREATED to an :class:`AuditLogEntry`, NEW_VERSION_PUBLISHED to
+    a :class:`VersionPublished`, and a type flaghooks does not know to its name (a ``str``) with the raw ``data``
+    object (a ``dict``). Keys flaghooks does not model are kept in the models' ``extra`` where the model has one
+    (projects, environments, authors, audit entries), so that ``encode(decode(body), PayloadFormat.MODERN)`` gives
+    back any body Flagsmith sends, byte for byte.
+
     Raises :class:`PayloadError` (with ``path`` locating the problem) for anything that is not a well-formed
     event, and never any other exception.
     """
-    if isinstance(body, str):
+    if type(body) is bytes:
+        raw = body
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"body is not UTF-8: invalid byte at offset {exc.start}") from None
+    elif isinstance(body, str):
         text = body
         try:
             raw = body.encode("utf-8")
@@ -402,36 +97,42 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
             "event_id",
         )
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = _parse(text)
     except PayloadError:
         raise
     except RecursionError:
         raise PayloadError("body is not acceptable JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         raise PayloadError(f"body is not valid JSON: {exc}") from None
+    if type(document) is dict:
+        name = document.get("event_type")
+        kind = _KINDS.get(name) if type(name) is str else None
+        if kind is EventType.FLAG_UPDATED or kind is EventType.FLAG_DELETED:
+            data = document.get("data")
+            if type(data) is dict:
+                try:
+                    return WebhookEvent(event_id, kind, fast_flag_change(data))
+                except Exception:  # noqa: S110 - anything unusual: the careful path says what is wrong
+                    pass
+    return _decode_carefully(document, event_id)
+
+
+def _decode_carefully(document: Any, event_id: str) -> WebhookEvent:
+    """Every check, with a precise path for each problem; the fast path's fallback and the uncommon types."""
     top = _object(document)
     kind = _get(top, "event_type", _event_type)
-    data: FlagChange | AuditLogEntry
+    data: FlagChange | AuditLogEntry | VersionPublished | dict[str, Any]
     if kind is EventType.AUDIT_LOG_CREATED:
         data = _get(top, "data", _READ_AUDIT)
-    else:
-        _check_agreement(kind, _get(top, "data", _object))
+    elif kind is EventType.NEW_VERSION_PUBLISHED:
+        data = _get(top, "data", _READ_VERSION)
+    elif kind in _FLAG_KINDS:
+        _check_agreement(kind, _get(top, "data", _object))  # type: ignore[arg-type]
         data = _get(top, "data", _READ_FLAG_CHANGE)
+    else:
+        data = _get(top, "data", _object)
+        try:
+            return WebhookEvent(event_id, kind, data)
+        except (TypeError, ValueError) as exc:  # a value JSON parses but cannot write back, such as 1e999
+            raise PayloadError(str(exc), "data") from None
     return WebhookEvent(event_id, kind, data)
-
-
-def _check_agreement(kind: EventType, data: dict[str, Any]) -> None:
-    """The event type and the states must agree; checked on the raw values, before anything is built."""
-    new = data.get("new_state", _MISSING)
-    previous = data.get("previous_state")
-    if kind is EventType.FLAG_UPDATED and new is None:
-        raise PayloadError("FLAG_UPDATED needs a new state (a removed state is sent as FLAG_DELETED)", "data.new_state")
-    if kind is EventType.FLAG_DELETED:
-        if new is not None and new is not _MISSING:
-            raise PayloadError("FLAG_DELETED must have a null new_state", "data.new_state")
-        if previous is None:
-            raise PayloadError("FLAG_DELETED needs the previous_state that was deleted", "data.previous_state")
-
-
-_READ_AUDIT = _reader(_DECODER, AuditLogEntry)
-_READ_FLAG_CHANGE = _reader(_DECODER, FlagChange)

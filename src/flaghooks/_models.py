@@ -9,15 +9,19 @@ that the decoder can point a ``PayloadError`` at the offending key.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import attrs
 
+from ._extra import NO_EXTRA, Extra, to_extra
+
 __all__ = [
     "AuditLogEntry",
     "Author",
     "Environment",
+    "Extra",
     "Feature",
     "FeatureSegment",
     "FeatureState",
@@ -150,39 +154,133 @@ def _identity_id(inst: Any, attribute: attrs.Attribute[Any], value: object) -> N
         raise _fail(TypeError, inst, attribute.name, f"must be an int or str id, got {_describe(value)}")
 
 
+def _set_extra(inst: Any, owner: str, reserved: frozenset[str], optional: tuple[str, ...] = ()) -> None:
+    """Freeze ``inst.extra`` and refuse keys the model writes itself: its fields, and an optional field's key
+    unless the field is unset and the extra value is null (a key the sender sent as null, written back)."""
+    try:
+        extra = to_extra(inst.extra, owner, reserved)
+        for name in optional:
+            if name in extra and (getattr(inst, name) is not None or extra[name] is not None):
+                raise ValueError(
+                    f"{owner}.extra must not contain {name!r} (only as null, with {owner}.{name} None): "
+                    f"set {owner}.{name} instead"
+                )
+    except (TypeError, ValueError) as exc:
+        exc.field = "extra"  # type: ignore[union-attr]
+        raise
+    object.__setattr__(inst, "extra", extra)
+
+
 @attrs.frozen
 class Project:
-    """A Flagsmith project; ``organisation`` is its organisation's id, which routes organisation web hooks."""
+    """A Flagsmith project; ``organisation`` is its organisation's id, which routes organisation web hooks.
 
-    id: int = attrs.field(validator=_id)
-    name: str | None = attrs.field(default=None, validator=_optional_str)
-    organisation: int | None = attrs.field(default=None, validator=_optional_id)
+    ``uuid`` is written only when set. ``extra`` holds the keys of a decoded project object that flaghooks does
+    not model (Flagsmith's audit payload has many: ``hide_disabled_flags``, ``migration_status``, ...); encoding
+    writes them back beside the modelled ones.
+    """
+
+    # Validated in one pass in __attrs_post_init__: decoding builds projects per event.
+    id: int
+    name: str | None = None
+    organisation: int | None = None
+    uuid: str | None = None
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        fields = _PROJECT_FIELDS
+        if type(self.id) is not int:
+            _id(self, fields.id, self.id)
+        if self.name is not None and type(self.name) is not str:
+            _optional_str(self, fields.name, self.name)
+        if self.organisation is not None and type(self.organisation) is not int:
+            _optional_id(self, fields.organisation, self.organisation)
+        if self.uuid is not None and type(self.uuid) is not str:
+            _optional_str(self, fields.uuid, self.uuid)
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "Project", _PROJECT_KEYS, ("uuid",))
+
+
+_PROJECT_FIELDS = attrs.fields(Project)
+_PROJECT_KEYS = frozenset({"id", "name", "organisation"})
 
 
 @attrs.frozen
 class Environment:
-    """An environment of a project (Development, Production, ...)."""
+    """An environment of a project (Development, Production, ...).
 
-    id: int = attrs.field(validator=_id)
-    name: str | None = attrs.field(default=None, validator=_optional_str)
+    ``uuid`` and ``api_key`` (the environment's client-side key, which Flagsmith's audit payload carries) are
+    written only when set; ``extra`` holds the keys of a decoded environment object that flaghooks does not model.
+    """
+
+    # Validated in one pass in __attrs_post_init__: decoding builds environments per state.
+    id: int
+    name: str | None = None
+    uuid: str | None = attrs.field(default=None, kw_only=True)
+    api_key: str | None = attrs.field(default=None, kw_only=True)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        fields = _ENVIRONMENT_FIELDS
+        if type(self.id) is not int:
+            _id(self, fields.id, self.id)
+        if self.name is not None and type(self.name) is not str:
+            _optional_str(self, fields.name, self.name)
+        if self.uuid is not None and type(self.uuid) is not str:
+            _optional_str(self, fields.uuid, self.uuid)
+        if self.api_key is not None and type(self.api_key) is not str:
+            _optional_str(self, fields.api_key, self.api_key)
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "Environment", _ENVIRONMENT_KEYS, ("uuid", "api_key"))
+
+
+_ENVIRONMENT_FIELDS = attrs.fields(Environment)
+_ENVIRONMENT_KEYS = frozenset({"id", "name"})
 
 
 @attrs.frozen(kw_only=True)
 class Feature:
     """A feature (flag or remote config) of a project.
 
-    ``type`` is Flagsmith's feature type (``FLAG``, ``CONFIG``, ``STANDARD``, ``MULTIVARIATE``); any non-empty
-    string is accepted. ``created_date`` must be timezone-aware.
+    ``type`` is Flagsmith's feature type: ``STANDARD`` or ``MULTIVARIATE`` today, ``FLAG`` and ``CONFIG`` in older
+    versions; any string is accepted, ``""`` included (Flagsmith's column allows it). ``created_date`` must be
+    timezone-aware.
     """
 
-    id: int = attrs.field(validator=_id)
-    name: str = attrs.field(validator=_nonempty_str)
-    project: Project = attrs.field(validator=_instance_of(Project))
-    created_date: datetime = attrs.field(validator=_aware_datetime)
-    type: str = attrs.field(default="FLAG", validator=_nonempty_str)
-    initial_value: FlagValue = attrs.field(default=None, validator=_flag_value)
-    default_enabled: bool = attrs.field(default=False, validator=_bool)
-    description: str | None = attrs.field(default=None, validator=_optional_str)
+    # Validated in one pass in __attrs_post_init__: decoding builds a feature per event.
+    id: int
+    name: str
+    project: Project
+    created_date: datetime
+    type: str = "FLAG"
+    initial_value: FlagValue = None
+    default_enabled: bool = False
+    description: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        fields = _FEATURE_FIELDS
+        if type(self.id) is not int:
+            _id(self, fields.id, self.id)
+        if type(self.name) is not str or not self.name:
+            _nonempty_str(self, fields.name, self.name)
+        if type(self.project) is not Project:
+            _instance_of(Project)(self, fields.project, self.project)
+        created = self.created_date
+        if created.__class__ is not datetime or created.tzinfo is not _UTC:
+            _aware_datetime(self, fields.created_date, created)
+        if type(self.type) is not str:
+            _str(self, fields.type, self.type)
+        value = self.initial_value
+        if value is not None and type(value) not in _PLAIN_VALUES:
+            _flag_value(self, fields.initial_value, value)
+        if type(self.default_enabled) is not bool:
+            _bool(self, fields.default_enabled, self.default_enabled)
+        if self.description is not None and type(self.description) is not str:
+            _optional_str(self, fields.description, self.description)
+
+
+_FEATURE_FIELDS = attrs.fields(Feature)
+_PLAIN_VALUES = (str, int, bool)
 
 
 @attrs.frozen
@@ -215,25 +313,65 @@ class FeatureSegment:
 class Identity:
     """An identity (a user of the flagged application). Edge identities have string ids."""
 
-    id: int | str = attrs.field(validator=_identity_id)
-    identifier: str = attrs.field(validator=_nonempty_str)
+    # Validated in one pass in __attrs_post_init__: decoding builds one per identity override.
+    id: int | str
+    identifier: str
+
+    def __attrs_post_init__(self) -> None:
+        kind = type(self.id)
+        if (kind is not int and kind is not str) or (kind is str and not self.id):
+            _identity_id(self, _IDENTITY_FIELDS.id, self.id)
+        if type(self.identifier) is not str or not self.identifier:
+            _nonempty_str(self, _IDENTITY_FIELDS.identifier, self.identifier)
+
+
+_IDENTITY_FIELDS = attrs.fields(Identity)
 
 
 @attrs.frozen
 class MultivariateOption:
     """One of a multivariate feature's possible values."""
 
-    id: int = attrs.field(validator=_id)
-    value: FlagValue = attrs.field(validator=_flag_value)
+    # Validated in one pass in __attrs_post_init__ (decoding builds one per multivariate value).
+    id: int
+    value: FlagValue
+
+    def __attrs_post_init__(self) -> None:
+        if type(self.id) is not int:
+            _id(self, _OPTION_FIELDS.id, self.id)
+        if self.value is not None and type(self.value) not in _PLAIN_VALUES:
+            _flag_value(self, _OPTION_FIELDS.value, self.value)
+
+
+_OPTION_FIELDS = attrs.fields(MultivariateOption)
 
 
 @attrs.frozen
 class MultivariateValue:
     """The share of identities that get one option, in percent: 0 to 100, kept as given (``50``, ``30.0``)."""
 
-    id: int = attrs.field(validator=_id)
-    option: MultivariateOption = attrs.field(validator=_instance_of(MultivariateOption))
-    percentage_allocation: float | int = attrs.field(validator=_percentage)
+    # Validated in one pass in __attrs_post_init__ (decoding builds several per state).
+    id: int
+    option: MultivariateOption
+    percentage_allocation: float | int
+
+    def __attrs_post_init__(self) -> None:
+        fields = _MV_FIELDS
+        if type(self.id) is not int:
+            _id(self, fields.id, self.id)
+        if type(self.option) is not MultivariateOption:
+            _instance_of(MultivariateOption)(self, fields.option, self.option)
+        share = self.percentage_allocation
+        kind = type(share)
+        if (kind is not int and kind is not float) or not 0 <= share <= 100:  # NaN fails the range too
+            _percentage(self, fields.percentage_allocation, share)
+
+
+_MV_FIELDS = attrs.fields(MultivariateValue)
+
+
+# Float allocations such as 33.33 + 33.33 + 33.34 may sum to a hair over 100.
+_TOTAL_SLACK = 1e-9
 
 
 def _multivariate_values(inst: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -252,6 +390,14 @@ def _multivariate_values(inst: Any, attribute: attrs.Attribute[Any], value: obje
                 attribute.name,
                 f"[{index}] must be a MultivariateValue, got {_describe(item)}",
             )
+    total = sum(item.percentage_allocation for item in value)
+    if total > 100 + _TOTAL_SLACK:
+        raise _fail(
+            ValueError,
+            inst,
+            attribute.name,
+            f"allocate {total:g} % in total (percentage_allocation of each value), more than 100 %",
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -287,10 +433,11 @@ class FeatureState:
         if self.id is not None and type(self.id) is not int:
             _id(self, fields.id, self.id)
         fs, identity = self.feature_segment, self.identity
-        if fs is not None:
+        if fs is not None and type(fs) is not FeatureSegment:
             _instance_of(FeatureSegment)(self, fields.feature_segment, fs)
         if identity is not None:
-            _instance_of(Identity)(self, fields.identity, identity)
+            if type(identity) is not Identity:
+                _instance_of(Identity)(self, fields.identity, identity)
             if fs is not None:
                 raise _fail(
                     ValueError,
@@ -305,26 +452,39 @@ class FeatureState:
 
 
 _STATE_FIELDS = attrs.fields(FeatureState)
-_PLAIN_VALUES = (str, int, bool)
 
 
 @attrs.frozen
 class Author:
-    """The user who made an audited change."""
+    """The user who made an audited change. ``uuid`` is written only when set; ``extra`` holds the keys of a
+    decoded user object that flaghooks does not model (``last_login``, ...)."""
 
     id: int = attrs.field(validator=_id)
     email: str = attrs.field(validator=_str)
     first_name: str = attrs.field(default="", validator=_str)
     last_name: str = attrs.field(default="", validator=_str)
+    uuid: str | None = attrs.field(default=None, kw_only=True, validator=_optional_str)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "Author", _AUTHOR_KEYS, ("uuid",))
+
+
+_AUTHOR_KEYS = frozenset({"id", "email", "first_name", "last_name"})
 
 
 @attrs.frozen(kw_only=True)
 class AuditLogEntry:
-    """One entry of an organisation's audit log (the AUDIT_LOG_CREATED web hook)."""
+    """One entry of an organisation's audit log (the AUDIT_LOG_CREATED web hook).
+
+    ``related_object_type`` may be ``None`` (Flagsmith sends ``null`` for entries about no particular object).
+    ``extra`` holds the keys of a decoded entry that flaghooks does not model; encoding writes them back.
+    """
 
     created_date: datetime = attrs.field(validator=_aware_datetime)
     log: str = attrs.field(validator=_str)
-    related_object_type: str = attrs.field(validator=_str)
+    related_object_type: str | None = attrs.field(validator=_optional_str)
     author: Author | None = attrs.field(default=None, validator=_instance_of(Author, optional=True))
     project: Project | None = attrs.field(default=None, validator=_instance_of(Project, optional=True))
     environment: Environment | None = attrs.field(default=None, validator=_instance_of(Environment, optional=True))
@@ -332,3 +492,11 @@ class AuditLogEntry:
     id: int | None = attrs.field(default=None, validator=_optional_id)
     related_object_uuid: str | None = attrs.field(default=None, validator=_optional_str)
     is_system_event: bool = attrs.field(default=False, validator=_bool)
+    extra: Mapping[str, Any] = NO_EXTRA
+
+    def __attrs_post_init__(self) -> None:
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "AuditLogEntry", _AUDIT_KEYS)
+
+
+_AUDIT_KEYS = frozenset(field.name for field in attrs.fields(AuditLogEntry)) - {"extra"}

@@ -15,7 +15,8 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from ._events import FlagChange, WebhookEvent
+from ._events import EventType, FlagChange, WebhookEvent
+from ._extra import NO_EXTRA, thaw
 from ._models import (
     AuditLogEntry,
     Author,
@@ -27,9 +28,10 @@ from ._models import (
     Project,
     Segment,
 )
+from ._versions import VersionFeatureState, VersionPublished
 from .exceptions import PayloadError
 
-__all__ = ["PayloadFormat", "encode", "format_datetime", "format_timestamp"]
+__all__ = ["PayloadFormat", "encode", "format_datetime", "format_drf_datetime", "format_timestamp"]
 
 _UTC = UTC
 
@@ -38,7 +40,9 @@ class PayloadFormat(enum.StrEnum):
     """The two payload shapes.
 
     ``CLASSIC`` is the shape in Flagsmith's documentation (environment, project and feature segment as ids);
-    ``MODERN`` is what Flagsmith sends today (nested objects, multivariate values, no state id).
+    ``MODERN`` is what Flagsmith sends today (nested objects, multivariate values, no state id, and the keys of
+    decoded objects that flaghooks does not model). NEW_VERSION_PUBLISHED and event types flaghooks does not
+    know have one shape, written the same in both formats.
     """
 
     CLASSIC = "classic"
@@ -56,6 +60,14 @@ def format_datetime(value: datetime) -> str:
     return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+def format_drf_datetime(value: datetime) -> str:
+    """``2024-06-01T12:00:00.987654Z``, or ``2024-06-01T12:00:00Z`` when the microseconds are zero: UTC, as
+    Django REST framework renders ``created_date`` in Flagsmith's audit payload."""
+    if value.tzinfo is not _UTC and value.utcoffset():
+        value = value.astimezone(_UTC)
+    return value.isoformat()[:-6] + "Z"
+
+
 def format_timestamp(value: datetime) -> str:
     """``2020-03-07T13:59:07.040Z``: UTC, milliseconds truncated (not rounded), as ``data.timestamp`` has."""
     if value.tzinfo is not _UTC and value.utcoffset():
@@ -70,13 +82,60 @@ def _identity(value: Any) -> Any:
     return value
 
 
+def _with_extra(obj: dict[str, Any], uuid: str | None, extra: Any) -> dict[str, Any]:
+    if uuid is not None:
+        obj["uuid"] = uuid
+    if extra is not NO_EXTRA:
+        obj.update(thaw(extra))
+    return obj
+
+
+def _environment(environment: Environment) -> dict[str, Any]:
+    """An environment object (MODERN): id and name, then what is set of uuid, api_key and extra."""
+    obj = {"id": environment.id, "name": environment.name}
+    if environment.api_key is not None:
+        obj["api_key"] = environment.api_key
+    return _with_extra(obj, environment.uuid, environment.extra)
+
+
+def _project(project: Project, organisation: bool) -> dict[str, Any]:
+    """A project object (MODERN): the organisation is written in an audit entry, not in a feature."""
+    obj: dict[str, Any] = {"id": project.id, "name": project.name}
+    if organisation:
+        obj["organisation"] = project.organisation
+    return _with_extra(obj, project.uuid, project.extra)
+
+
+def _author(author: Author) -> dict[str, Any]:
+    obj = {"email": author.email, "first_name": author.first_name, "id": author.id, "last_name": author.last_name}
+    return _with_extra(obj, author.uuid, author.extra)
+
+
+def _version_published(version: VersionPublished, unstructure_mv: Any) -> dict[str, Any]:
+    """NEW_VERSION_PUBLISHED's data: one shape, the same in both formats."""
+    publisher = version.published_by
+
+    def state(fs: VersionFeatureState) -> dict[str, Any]:
+        return {
+            "enabled": fs.enabled,
+            "multivariate_feature_state_values": [unstructure_mv(value) for value in fs.multivariate_values],
+            "value": fs.value,
+        }
+
+    return {
+        "feature": {"id": version.feature.id, "name": version.feature.name},
+        "feature_states": [state(fs) for fs in version.feature_states],
+        "published_by": None if publisher is None else {"email": publisher.email, "id": publisher.id},
+        "uuid": version.uuid,
+    }
+
+
 def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
     conv = cattrs.Converter()
     classic = fmt is PayloadFormat.CLASSIC
     conv.register_unstructure_hook(datetime, format_datetime)
     plain = override(unstruct_hook=_identity)
-    for cls in (Author, Segment, Environment, Project):
-        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv))
+    conv.register_unstructure_hook(Segment, make_dict_unstructure_fn(Segment, conv))
     conv.register_unstructure_hook(MultivariateOption, make_dict_unstructure_fn(MultivariateOption, conv, value=plain))
     conv.register_unstructure_hook(
         MultivariateValue,
@@ -88,10 +147,15 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
         ),
     )
 
-    # Hand-tuned: features are encoded twice per event. The shape is the same as the generated hook's
-    # (tests compare the two), with the project reduced as the format wants.
+    # Hand-tuned: features are encoded twice per event. The project is reduced as the format wants.
     def unstructure_feature(feature: Feature) -> dict[str, Any]:
         project = feature.project
+        if classic:
+            project_obj: Any = project.id
+        elif project.uuid is None and project.extra is NO_EXTRA:
+            project_obj = {"id": project.id, "name": project.name}
+        else:
+            project_obj = _project(project, organisation=False)
         return {
             "created_date": format_datetime(feature.created_date),
             "default_enabled": feature.default_enabled,
@@ -99,21 +163,52 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
             "id": feature.id,
             "initial_value": feature.initial_value,
             "name": feature.name,
-            "project": project.id if classic else {"id": project.id, "name": project.name},
+            "project": project_obj,
             "type": feature.type,
         }
 
     conv.register_unstructure_hook(Feature, unstructure_feature)
-    conv.register_unstructure_hook(
-        AuditLogEntry,
-        make_dict_unstructure_fn(
-            AuditLogEntry,
-            conv,
-            id=override(omit=classic),
-            related_object_uuid=override(omit=classic),
-            is_system_event=override(omit=classic),
-        ),
-    )
+
+    def unstructure_audit(entry: AuditLogEntry) -> dict[str, Any]:
+        author, project, environment = entry.author, entry.project, entry.environment
+        if classic:
+            # The seed shape: no uuids, no api_key, no extra keys, no id, related_object_uuid or is_system_event.
+            return {
+                "author": None
+                if author is None
+                else {
+                    "email": author.email,
+                    "first_name": author.first_name,
+                    "id": author.id,
+                    "last_name": author.last_name,
+                },
+                "created_date": format_datetime(entry.created_date),
+                "environment": None if environment is None else {"id": environment.id, "name": environment.name},
+                "log": entry.log,
+                "project": None
+                if project is None
+                else {"id": project.id, "name": project.name, "organisation": project.organisation},
+                "related_object_id": entry.related_object_id,
+                "related_object_type": entry.related_object_type,
+            }
+        return _with_extra(
+            {
+                "author": None if author is None else _author(author),
+                "created_date": format_drf_datetime(entry.created_date),
+                "environment": None if environment is None else _environment(environment),
+                "id": entry.id,
+                "is_system_event": entry.is_system_event,
+                "log": entry.log,
+                "project": None if project is None else _project(project, organisation=True),
+                "related_object_id": entry.related_object_id,
+                "related_object_type": entry.related_object_type,
+                "related_object_uuid": entry.related_object_uuid,
+            },
+            None,
+            entry.extra,
+        )
+
+    conv.register_unstructure_hook(AuditLogEntry, unstructure_audit)
     unstructure_mv = conv.get_unstructure_hook(MultivariateValue)
     unstructure_segment = conv.get_unstructure_hook(Segment)
 
@@ -152,9 +247,13 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
             feature_segment = {"segment": unstructure_segment(fs.segment), "priority": fs.priority}
         identity = state.identity
         environment = state.environment
+        if environment.extra is NO_EXTRA and environment.uuid is None and environment.api_key is None:
+            environment_obj = {"id": environment.id, "name": environment.name}
+        else:
+            environment_obj = _environment(environment)
         return {
             "enabled": state.enabled,
-            "environment": {"id": environment.id, "name": environment.name},
+            "environment": environment_obj,
             "feature": unstructure_feature(state.feature),
             "feature_segment": feature_segment,
             "feature_state_value": state.value,
@@ -168,12 +267,13 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
     conv.register_unstructure_hook(FeatureState, state_hook)
 
     def flag_change(change: FlagChange) -> dict[str, Any]:
-        new, previous = change.new_state, change.previous_state
+        new, previous, stamp = change.new_state, change.previous_state, change.timestamp
         try:
             data = {
                 "changed_by": change.changed_by,
                 "new_state": None if new is None else state_hook(new),
-                "timestamp": timestamp(change.timestamp),
+                # Flagsmith sends "" when it has no history record for the state; so do we.
+                "timestamp": "" if stamp is None else timestamp(stamp),
             }
         except PayloadError as exc:
             raise exc.within("new_state") from None
@@ -185,15 +285,26 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
         return data
 
     conv.register_unstructure_hook(FlagChange, flag_change)
-    unstructure_audit = conv.get_unstructure_hook(AuditLogEntry)
+
+    def version_published(version: VersionPublished) -> dict[str, Any]:
+        return _version_published(version, unstructure_mv)
+
+    conv.register_unstructure_hook(VersionPublished, version_published)
 
     def event(event: WebhookEvent) -> dict[str, Any]:
-        data = event.data
+        data, kind = event.data, event.event_type
         try:
-            body = flag_change(data) if type(data) is FlagChange else unstructure_audit(data)
+            if type(data) is FlagChange:
+                body: Any = flag_change(data)
+            elif type(kind) is not EventType:
+                body = data  # a type flaghooks does not know: the raw object, as received
+            elif type(data) is AuditLogEntry:
+                body = unstructure_audit(data)
+            else:
+                body = version_published(data)  # type: ignore[arg-type]
         except PayloadError as exc:
             raise exc.within("data") from None
-        return {"data": body, "event_type": event.event_type.value}
+        return {"data": body, "event_type": kind.value if type(kind) is EventType else kind}
 
     conv.register_unstructure_hook(WebhookEvent, event)
     return conv
@@ -212,9 +323,21 @@ _JSON = json.JSONEncoder(sort_keys=True, check_circular=False).encode
 def encode(event: WebhookEvent, format: PayloadFormat = PayloadFormat.CLASSIC) -> bytes:
     """The exact bytes of ``event`` in ``format``: ``json.dumps(payload, sort_keys=True).encode()``.
 
-    These are the bytes that are signed and sent. Raises :class:`PayloadError` when the format cannot express
-    the event (a CLASSIC segment override whose ``FeatureSegment`` has no ``id``; a MODERN one with no
-    ``segment``), and ``TypeError`` when ``event`` is not a :class:`WebhookEvent`.
+    These are the bytes that are signed and sent. ``MODERN`` is what Flagsmith sends today: for any body
+    Flagsmith sends, ``encode(decode(body), MODERN) == body``. ``CLASSIC`` is the documented seed shape and
+    cannot express:
+
+    - a segment override whose ``FeatureSegment`` has no ``id`` (raises :class:`PayloadError`);
+    - multivariate values of a state (dropped), and the segment, its priority and names of the environment and
+      of the feature's project (only ids travel);
+    - an audit entry's ``id``, ``related_object_uuid`` and ``is_system_event``;
+    - ``uuid``, ``api_key`` and ``extra`` keys of any object;
+    - a ``data.timestamp`` below milliseconds (truncated).
+
+    ``MODERN`` cannot express a segment override without a ``segment`` (raises :class:`PayloadError`) nor a
+    state's ``id``. NEW_VERSION_PUBLISHED and event types flaghooks does not know are written the same in both
+    formats. An unknown ``timestamp`` (``None``) is written as ``""``. Raises ``TypeError`` when ``event`` is not
+    a :class:`WebhookEvent`.
     """
     try:
         unstructure = _ENCODE_EVENT[format]
