@@ -124,6 +124,8 @@ def test_listen_and_ping(listener: tuple[subprocess.Popen[str], str]) -> None:
         "modern",
     )
     assert audit.returncode == 0, audit.stdout
+    version = flaghooks("ping", url, "--secret", "listen-secret", "--allow-private", "--event", "NEW_VERSION_PUBLISHED")
+    assert version.returncode == 0, version.stdout + version.stderr
     process.terminate()
     out, _ = process.communicate(timeout=10)
     lines = out.splitlines()
@@ -132,6 +134,7 @@ def test_listen_and_ping(listener: tuple[subprocess.Popen[str], str]) -> None:
     )
     assert any("401 Unauthorized signature does not match the body" in line for line in lines)
     assert any(line.startswith("AUDIT_LOG_CREATED audit log of organisation 1") for line in lines)
+    assert any(line.startswith("NEW_VERSION_PUBLISHED version 00000000-") for line in lines)
     assert "listen-secret" not in out
 
 

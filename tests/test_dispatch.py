@@ -539,6 +539,23 @@ class TestEventsWithoutEnvironment:
             "evt_v", EventType.NEW_VERSION_PUBLISHED, VersionPublished(uuid="u", feature=VersionFeature(1, "f"))
         )
 
+    def test_version_published_helpers(self) -> None:
+        """flaghooks.version_published builds the event (given or fresh id); Webhooks.version_published publishes
+        it to the environment given, and only there."""
+        from flaghooks import VersionFeature, VersionPublished, version_published
+
+        version = VersionPublished(uuid="u", feature=VersionFeature(1, "f"))
+        event = version_published(version, event_id="evt_given")
+        assert (event.id, event.event_type, event.data) == ("evt_given", EventType.NEW_VERSION_PUBLISHED, version)
+        assert version_published(version).id.startswith("evt_")
+        with pytest.raises(TypeError, match="version must be a VersionPublished"):
+            version_published({"uuid": "u"})  # type: ignore[arg-type]
+        webhooks, transport = make()
+        webhooks.subscribe(A, environment=23)
+        webhooks.subscribe(B, environment=24)
+        [result] = webhooks.version_published(version, environment=24)
+        assert result.ok and result.event_type is EventType.NEW_VERSION_PUBLISHED and urls(transport) == [B.url]
+
     def test_environment_required(self) -> None:
         """Without environment= the event cannot be routed: ConfigError naming environment=."""
         webhooks, _ = make()

@@ -13,7 +13,7 @@ from ._changes import Action, Scope, StateChange, diff_states
 from ._decode import decode
 from ._dispatch import DeliveryResult, Webhooks
 from ._endpoints import Endpoint, Signing
-from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed
+from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed, version_published
 from ._models import (
     AuditLogEntry,
     Author,
@@ -83,6 +83,7 @@ __all__ = [
     "sign_standard",
     "verify_flagsmith",
     "verify_standard",
+    "version_published",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

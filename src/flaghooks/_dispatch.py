@@ -13,7 +13,7 @@ from types import TracebackType
 import attrs
 
 from ._endpoints import Endpoint, Signing
-from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed
+from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed, version_published
 from ._models import (
     AuditLogEntry,
     Author,
@@ -25,6 +25,7 @@ from ._models import (
 from ._retry import Outcome, RetryPolicy, classify
 from ._signing import _standard_digest, sign_flagsmith, standard_key
 from ._version import VERSION
+from ._versions import VersionFeature, VersionFeatureState, VersionPublished, VersionPublisher
 from ._wire import PayloadFormat, encode
 from .exceptions import ConfigError, PayloadError
 from .transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
@@ -299,6 +300,11 @@ class Webhooks:
         """Publish an audit-log entry to its organisation's endpoints (``organisation`` overrides the entry's)."""
         return self.publish(audit_log_created(entry), organisation=organisation)
 
+    def version_published(self, version: VersionPublished, *, environment: int) -> list[DeliveryResult]:
+        """Publish a NEW_VERSION_PUBLISHED event to ``environment``'s endpoints (its payload names no
+        environment, so the environment is required)."""
+        return self.publish(version_published(version), environment=environment)
+
     def ping(self, endpoint: Endpoint | str, *, event_type: EventType = EventType.FLAG_UPDATED) -> DeliveryResult:
         """Send one realistic sample event of ``event_type``, like Flagsmith's "test web hook".
 
@@ -482,12 +488,24 @@ def _sample_audit_log_created(now: datetime) -> WebhookEvent:
     return audit_log_created(entry)
 
 
+def _sample_new_version_published(now: datetime) -> WebhookEvent:
+    _, feature, _, _ = _sample_feature()
+    version = VersionPublished(
+        uuid="00000000-0000-4000-8000-000000000001",
+        feature=VersionFeature(feature.id, feature.name),
+        published_by=VersionPublisher(1, "ping@flaghooks.invalid"),
+        feature_states=(VersionFeatureState(enabled=True, value="ping"),),
+    )
+    return version_published(version)
+
+
 # The event types ping can send, each with the builder of its sample (given the current time). ping and the
 # command's --event choices offer exactly these keys: an event type becomes pingable by adding its builder here.
 _SAMPLES: dict[EventType, Callable[[datetime], WebhookEvent]] = {
     EventType.FLAG_UPDATED: _sample_flag_updated,
     EventType.FLAG_DELETED: _sample_flag_deleted,
     EventType.AUDIT_LOG_CREATED: _sample_audit_log_created,
+    EventType.NEW_VERSION_PUBLISHED: _sample_new_version_published,
 }
 
 

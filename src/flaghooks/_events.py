@@ -17,7 +17,7 @@ from ._changes import StateChange, check_same_target, diff_states
 from ._models import AuditLogEntry, FeatureState, _aware_datetime, _instance_of, _str
 from ._versions import VersionPublished
 
-__all__ = ["EventType", "FlagChange", "WebhookEvent", "audit_log_created", "flag_changed"]
+__all__ = ["EventType", "FlagChange", "WebhookEvent", "audit_log_created", "flag_changed", "version_published"]
 
 _UTC = UTC
 _GIVEN_ID = re.compile(r"[A-Za-z0-9_]{1,128}")
@@ -264,3 +264,14 @@ def audit_log_created(entry: AuditLogEntry, *, event_id: str | None = None) -> W
     if not isinstance(entry, AuditLogEntry):
         raise TypeError(f"entry must be an AuditLogEntry, got {type(entry).__name__}")
     return WebhookEvent(_check_given_id(event_id), EventType.AUDIT_LOG_CREATED, entry)
+
+
+def version_published(version: VersionPublished, *, event_id: str | None = None) -> WebhookEvent:
+    """Build the NEW_VERSION_PUBLISHED event for a published feature version.
+
+    Its payload carries no environment id: publish it with ``Webhooks.publish(event, environment=...)`` or
+    :meth:`Webhooks.version_published`.
+    """
+    if not isinstance(version, VersionPublished):
+        raise TypeError(f"version must be a VersionPublished, got {type(version).__name__}")
+    return WebhookEvent(_check_given_id(event_id), EventType.NEW_VERSION_PUBLISHED, version)
