@@ -50,7 +50,7 @@ class _Attempt:
         # A duplicate of a TLS connection's socket while it handshakes: urllib3 detaches the plain socket
         # when it wraps it, so the duplicate is the only handle on the connection until the wrap returns.
         self.raw: socket.socket | None = None
-        self.guard: threading.Condition | None = None  # the watchdog's lock, once watched
+        self.guard: threading.Lock | None = None  # the watchdog's lock, once watched
         self.done = False
         self.fired = False
 
@@ -130,7 +130,10 @@ class _Watchdog:
     _FLOOR = 32  # below this many entries, a rebuild costs more than it frees
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # The condition's own lock, used directly where no waiting is involved: Condition's __enter__ and
+        # __exit__ are Python code, and watch() and finish() run twice per attempt.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._heap: list[tuple[float, int, _Attempt]] = []
         self._rebuild_at = self._FLOOR
         self._order = itertools.count()
@@ -138,12 +141,12 @@ class _Watchdog:
         self._thread_generation = 0
 
     def __len__(self) -> int:
-        with self._cond:
+        with self._lock:
             return len(self._heap)
 
     def watch(self, attempt: _Attempt) -> None:
-        with self._cond:
-            attempt.guard = self._cond
+        with self._lock:
+            attempt.guard = self._lock
             heap = self._heap
             if len(heap) >= self._rebuild_at:
                 heap[:] = [entry for entry in heap if not entry[2].done]
@@ -161,7 +164,7 @@ class _Watchdog:
     def finish(self, attempt: _Attempt) -> None:
         # Under the lock: once this returns, the deadline thread can no longer shut the attempt's socket, which
         # may be about to serve another attempt from the pool.
-        with self._cond:
+        with self._lock:
             attempt.done = True
 
     def close(self) -> None:
