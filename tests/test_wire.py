@@ -212,13 +212,17 @@ class TestDecodeAccepts:
         assert isinstance(change, FlagChange) and change.timestamp == expected
         assert change.timestamp.utcoffset() == timedelta(0)
 
-    def test_unknown_keys_ignored(self) -> None:
-        """Keys the decoder does not know are ignored, at every level."""
+    def test_unknown_keys_of_envelope_and_data_ignored(self) -> None:
+        """Unknown keys of the envelope and of ``data`` (which no model carries) are ignored; those of a feature are
+        kept in its ``extra``."""
         document = documented_document()
         document["webhook_version"] = 2
         document["data"]["extra"] = {"nested": [1, 2]}
-        document["data"]["new_state"]["feature"]["tags"] = ["a"]
         assert decode(body_of(document), event_id="evt_doc") == documented_flag_event()
+        document["data"]["new_state"]["feature"]["tags"] = ["a"]
+        change = decode(body_of(document), event_id="evt_doc").data
+        assert isinstance(change, FlagChange) and change.new_state is not None
+        assert change.new_state.feature.extra == {"tags": ("a",)}
 
     def test_str_body(self) -> None:
         """A str body decodes like its UTF-8 bytes, to the same id."""
