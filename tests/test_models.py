@@ -259,6 +259,9 @@ class TestBadModels:
             (lambda: Segment(1, None), "Segment.name"),
             (lambda: Author(1, "a@b.c", first_name=None), "Author.first_name"),
             (lambda: FeatureSegment(id=1, priority="high"), "FeatureSegment.priority"),
+            (lambda: FeatureSegment(id=1, priority=True), "FeatureSegment.priority"),
+            (lambda: FeatureSegment(segment="beta"), "FeatureSegment.segment"),
+            (lambda: Segment(1, "beta", 5), "Segment.description"),
             (lambda: feature(default_enabled="yes"), "Feature.default_enabled"),
             (lambda: feature(project=12), "Feature.project"),
             (lambda: Project(1, name=5), "Project.name"),
@@ -273,6 +276,16 @@ class TestBadModels:
         with pytest.raises((TypeError, ValueError)) as info:
             build()
         assert_rejected(info, field)
+
+    def test_int_subclasses_are_ints(self) -> None:
+        """Int subclasses other than bool (an IntEnum, ...) pass where an int is wanted, as before the one-pass
+        checks."""
+
+        class Rank(int):
+            pass
+
+        assert FeatureSegment(id=Rank(1), segment=BETA, priority=Rank(2)).priority == 2
+        assert Segment(Rank(3), "beta").id == 3
 
 
 def mv(allocation: float, index: int = 1) -> MultivariateValue:
