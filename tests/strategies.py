@@ -54,14 +54,16 @@ environments = st.builds(Environment, ids, optional_texts)
 # Objects as a decoded audit entry has them: uuids, an api_key and keys flaghooks does not model.
 rich_projects = st.builds(Project, ids, optional_texts, st.none() | ids, uuids, extra=extras)
 rich_environments = st.builds(Environment, ids, optional_texts, uuid=uuids, api_key=st.none() | texts, extra=extras)
-# Keys flaghooks does not model on the flag-state objects too: none half of the time, so that decode's fast path
-# (which falls back on any extra key) is exercised as much as its careful path.
-some_extras = st.just({}) | extras
+# Keys flaghooks does not model on the flag-state and version objects too. Half of the events carry none at all
+# (one draw, shared by every object of an example), so that decode's fast path, which falls back to the careful
+# path on any extra key, is exercised as much as the careful path.
+rich = st.shared(st.booleans(), key="rich")
+some_extras = rich.flatmap(lambda yes: extras if yes else st.just({}))
 features = st.builds(
     Feature,
     id=ids,
     name=names,
-    project=projects | rich_projects,
+    project=rich.flatmap(lambda yes: rich_projects if yes else projects),
     created_date=datetimes,
     type=st.sampled_from(["FLAG", "CONFIG", "STANDARD", "MULTIVARIATE"]),
     initial_value=flag_values,
@@ -91,7 +93,10 @@ multivariate_values = st.lists(
 def targets(draw: st.DrawFn) -> dict[str, Any]:
     """What fixes a state's target: feature, environment and override."""
     kind = draw(st.sampled_from(["environment", "segment", "identity"]))
-    target: dict[str, Any] = {"feature": draw(features), "environment": draw(environments | rich_environments)}
+    target: dict[str, Any] = {
+        "feature": draw(features),
+        "environment": draw(rich.flatmap(lambda yes: rich_environments if yes else environments)),
+    }
     if kind == "segment":
         target["feature_segment"] = draw(feature_segments)
     elif kind == "identity":

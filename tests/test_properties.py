@@ -28,6 +28,7 @@ from flaghooks import (
 )
 from flaghooks._decode import _decode_carefully
 from strategies import events
+from strategies import json_values as finite_json_values
 
 SEEDS = (
     [vector_bytes("flag_updated.classic.json"), vector_bytes("audit_log_created.classic.json")]
@@ -203,3 +204,32 @@ def test_valid_payloads_mutated(data: st.DataObject) -> None:
     else:
         # ... and never accepts what the careful path refuses, nor builds anything else.
         assert decoded == careful
+
+
+def _objects(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The paths of every JSON object in ``node``, ``node`` itself included."""
+    found = [prefix] if isinstance(node, dict) else []
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in children:
+        found += _objects(value, (*prefix, key))
+    return found
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(events, st.data())
+def test_a_new_key_anywhere_is_kept(event: WebhookEvent, data: st.DataObject) -> None:
+    """A key flaghooks does not know, added to any object of a MODERN body below ``data`` (and to ``data`` itself
+    unless it is a flag change's, which no model holds), is kept: both decode paths build the same event, and MODERN
+    writes the body back byte for byte."""
+    document = json.loads(encode(event, PayloadFormat.MODERN))
+    skip_data = isinstance(event.data, FlagChange)
+    paths = [path for path in _objects(document["data"], ("data",)) if not (skip_data and path == ("data",))]
+    path = data.draw(st.sampled_from(paths))
+    target = document
+    for key in path:
+        target = target[key]
+    target["zz_" + data.draw(st.text(max_size=4))] = data.draw(finite_json_values)
+    body = json.dumps(document, sort_keys=True).encode()
+    decoded = decode(body, event_id="evt_x")
+    assert decoded == _decode_carefully(json.loads(body), "evt_x")
+    assert encode(decoded, PayloadFormat.MODERN) == body
