@@ -134,13 +134,15 @@ def flag_events(draw: st.DrawFn) -> WebhookEvent:
             description=draw(optional_texts),
         )
         new = attrs.evolve(new, feature=feature)
-    return flag_changed(
+    event = flag_changed(
         previous,
         new,
         changed_by=draw(texts),
         timestamp=draw(datetimes),
         event_id=draw(st.from_regex(r"[A-Za-z0-9_]{1,40}", fullmatch=True)),
     )
+    assert isinstance(event.data, FlagChange)
+    return attrs.evolve(event, data=attrs.evolve(event.data, extra=draw(some_extras)))
 
 
 # Whole seconds half of the time: MODERN writes those without a fraction, as Flagsmith (DRF) does.

@@ -18,6 +18,7 @@ from flaghooks import (
     Feature,
     FeatureSegment,
     FeatureState,
+    FlagChange,
     Identity,
     MultivariateOption,
     MultivariateValue,
@@ -410,6 +411,10 @@ EXTRA_MODELS: dict[str, tuple[Any, list[str]]] = {
         lambda extra: MultivariateValue(1, MultivariateOption(2, "a"), 10, extra=extra),
         ["id", "multivariate_feature_option", "percentage_allocation"],
     ),
+    "FlagChange": (
+        lambda extra: FlagChange("dana", banner_state(), None, NOW, extra=extra),
+        ["changed_by", "new_state", "timestamp"],
+    ),
     "VersionFeature": (lambda extra: VersionFeature(1, "banner", extra=extra), ["id", "name"]),
     "VersionPublisher": (lambda extra: VersionPublisher(1, "a@example.com", extra=extra), ["id", "email"]),
     "VersionFeatureState": (
@@ -456,6 +461,16 @@ class TestExtraOnFlagStateAndVersionModels:
             build({key: None})
         assert_rejected(info, f"{name}.extra", repr(key))
         assert getattr(info.value, "field", None) == "extra"
+
+    def test_flag_change_keeps_a_null_previous_state(self) -> None:
+        """A FlagChange's extra may hold previous_state as null while it has no previous state (a body that sent
+        the null, written back as sent), and never otherwise."""
+        assert FlagChange("", banner_state(), None, NOW, extra={"previous_state": None}).extra == {
+            "previous_state": None
+        }
+        for previous, value in ((banner_state(), None), (None, {"id": 1})):
+            with pytest.raises(ValueError, match=r"set FlagChange\.previous_state instead"):
+                FlagChange("", banner_state(), previous, NOW, extra={"previous_state": value})
 
     @pytest.mark.parametrize("name", list(EXTRA_MODELS))
     def test_refuses_what_json_cannot_carry(self, name: str) -> None:

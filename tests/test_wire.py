@@ -189,11 +189,20 @@ class TestDecodeAccepts:
         assert fs is not None and (fs.id, fs.segment and fs.segment.id, fs.priority) == (77, 5, 1)
 
     def test_null_previous_state(self) -> None:
-        """A null previous_state is the same as a missing one."""
+        """A null previous_state is no previous state, as a missing one is; the null is kept in the change's extra
+        so that MODERN writes it back (CLASSIC leaves it out)."""
         document = json.loads(golden_bytes("feature_created", PayloadFormat.CLASSIC))
         document["data"]["previous_state"] = None
         original = golden_bytes("feature_created", PayloadFormat.CLASSIC)
-        assert decode(body_of(document)).data == decode(original).data
+        with_null, without = decode(body_of(document)).data, decode(original).data
+        assert isinstance(with_null, FlagChange) and isinstance(without, FlagChange)
+        assert with_null.previous_state is None and with_null.new_state == without.new_state
+        assert with_null.extra == {"previous_state": None} and without.extra == {}
+        assert encode(decode(body_of(document)), PayloadFormat.CLASSIC) == original
+        modern = json.loads(golden_bytes("feature_created", PayloadFormat.MODERN))
+        modern["data"]["previous_state"] = None
+        body = json.dumps(modern, sort_keys=True).encode()
+        assert encode(decode(body), PayloadFormat.MODERN) == body
 
     @pytest.mark.parametrize(
         ("text", "expected"),
@@ -215,16 +224,17 @@ class TestDecodeAccepts:
         assert isinstance(change, FlagChange) and change.timestamp == expected
         assert change.timestamp.utcoffset() == timedelta(0)
 
-    def test_unknown_keys_of_envelope_and_data_ignored(self) -> None:
-        """Unknown keys of the envelope and of ``data`` (which no model carries) are ignored; those of a feature are
-        kept in its ``extra``."""
+    def test_unknown_keys_of_the_envelope_ignored_others_kept(self) -> None:
+        """Unknown keys of the envelope (which no model carries) are ignored; those of ``data`` and of a feature are
+        kept in the change's and the feature's ``extra``."""
         document = documented_document()
         document["webhook_version"] = 2
-        document["data"]["extra"] = {"nested": [1, 2]}
         assert decode(body_of(document), event_id="evt_doc") == documented_flag_event()
+        document["data"]["extra"] = {"nested": [1, 2]}
         document["data"]["new_state"]["feature"]["tags"] = ["a"]
         change = decode(body_of(document), event_id="evt_doc").data
         assert isinstance(change, FlagChange) and change.new_state is not None
+        assert change.extra == {"extra": {"nested": (1, 2)}}
         assert change.new_state.feature.extra == {"tags": ("a",)}
 
     def test_str_body(self) -> None:
@@ -807,6 +817,7 @@ class TestExtraKeys:
         change = decode(flagsmith_body("flag_updated.future_keys")).data
         assert isinstance(change, FlagChange) and change.new_state is not None and change.previous_state is not None
         new, previous = change.new_state, change.previous_state
+        assert change.extra == {"future_change_key": {"change_request_id": None}}
         assert new.extra == {"future_state_key": {"reasons": ("manual", 3), "scheduled_for": None}}
         assert previous.extra == {"future_state_key": "kept"}
         assert new.feature.extra == {"future_feature_key": ("checkout", "beta")}
@@ -845,6 +856,21 @@ class TestExtraKeys:
         assert event == _decode_carefully(json.loads(body), "evt_1")
         assert encode(event, PayloadFormat.MODERN) == body
         assert event != _no_extra(event)  # the key is in an extra
+
+    @pytest.mark.parametrize(("value", "kept"), [(None, None), (0, 0), ("x", "x"), ([{"a": 1}], ({"a": 1},))])
+    def test_one_key_in_flag_data(self, value: object, kept: object) -> None:
+        """One unknown key in a flag event's ``data``: kept in FlagChange.extra by both paths, written back by
+        MODERN."""
+        document = _without_future_keys(flagsmith_case("flag_updated.future_keys")["payload"])
+        assert isinstance(document, dict)
+        document["data"]["zz_later"] = value
+        body = json.dumps(document, sort_keys=True).encode()
+        event = decode(body, event_id="evt_1")
+        assert event == _decode_carefully(json.loads(body), "evt_1")
+        assert isinstance(event.data, FlagChange) and event.data.extra == {
+            "zz_later": value if value != [{"a": 1}] else ({"a": 1},)
+        }
+        assert encode(event, PayloadFormat.MODERN) == body
 
     @pytest.mark.parametrize("path", VERSION_OBJECTS, ids=repr)
     def test_one_key_at_each_version_level(self, path: tuple[object, ...]) -> None:

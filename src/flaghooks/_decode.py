@@ -69,7 +69,7 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
     ``None`` when Flagsmith sent ``""``), AUDIT_LOG_CREATED to an :class:`AuditLogEntry`, NEW_VERSION_PUBLISHED to
     a :class:`VersionPublished`, and a type flaghooks does not know to its name (a ``str``) with the raw ``data``
     object (a ``dict``). Keys flaghooks does not model are kept in the ``extra`` of the model of their object (every
-    model but ``Identity``, ``FlagChange`` and ``WebhookEvent``), so that ``encode(decode(body),
+    model but ``Identity`` and ``WebhookEvent``), so that ``encode(decode(body),
     PayloadFormat.MODERN)`` gives back any body Flagsmith sends, byte for byte, keys it adds later included.
 
     Raises :class:`PayloadError` (with ``path`` locating the problem) for anything that is not a well-formed

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ._events import FlagChange
+from ._extra import NO_EXTRA
 from ._models import (
     Environment,
     Feature,
@@ -44,7 +45,7 @@ FROM_ISO = datetime.fromisoformat
 
 # A FlagChange of one state is set up without its constructor (which would check again what this path has just
 # built): these are its fields, in order (a test checks them against the class).
-CHANGE_FIELDS = ("changed_by", "new_state", "previous_state", "timestamp")
+CHANGE_FIELDS = ("changed_by", "new_state", "previous_state", "timestamp", "extra")
 _new = object.__new__
 _set = object.__setattr__
 
@@ -233,6 +234,10 @@ def fast_flag_change(data: dict[str, Any]) -> FlagChange:
     raw_previous = data.get("previous_state")
     changed_by = data["changed_by"]
     stamp = data["timestamp"]
+    # changed_by, new_state, timestamp, and previous_state when set: any other key (a null previous_state too) is
+    # kept in FlagChange.extra by the careful path.
+    if len(data) != (3 if raw_previous is None else 4):
+        raise _Unusual
     if changed_by is None:
         changed_by = ""
     elif type(changed_by) is not str:
@@ -249,4 +254,5 @@ def fast_flag_change(data: dict[str, Any]) -> FlagChange:
     _set(change, "new_state", new)
     _set(change, "previous_state", previous)
     _set(change, "timestamp", timestamp)
+    _set(change, "extra", NO_EXTRA)
     return change

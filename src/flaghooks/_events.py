@@ -8,13 +8,15 @@ import math
 import os
 import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
 from ._changes import StateChange, check_same_target, diff_states
-from ._models import AuditLogEntry, FeatureState, _aware_datetime, _instance_of, _str
+from ._extra import NO_EXTRA
+from ._models import AuditLogEntry, FeatureState, _aware_datetime, _instance_of, _set_extra, _str
 from ._versions import VersionPublished
 
 __all__ = ["EventType", "FlagChange", "WebhookEvent", "audit_log_created", "flag_changed", "version_published"]
@@ -48,7 +50,8 @@ class FlagChange:
     ``previous_state`` is ``None`` for a creation, ``new_state`` is ``None`` for a deletion; when both are
     given they must be states of the same target. ``timestamp`` is when the change happened (timezone-aware),
     or ``None`` when it is unknown: Flagsmith sends ``"timestamp": ""`` for a state without a history record
-    (a deletion, typically), and encoding writes ``""`` again.
+    (a deletion, typically), and encoding writes ``""`` again. ``extra`` holds the keys of a decoded ``data``
+    object that flaghooks does not model (MODERN writes them back).
     """
 
     # Validated in one pass in __attrs_post_init__ (one FlagChange per event, on the hot path).
@@ -56,6 +59,7 @@ class FlagChange:
     new_state: FeatureState | None
     previous_state: FeatureState | None
     timestamp: datetime | None
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         fields = _CHANGE_FIELDS
@@ -77,6 +81,9 @@ class FlagChange:
                 )
         elif previous is not None:
             check_same_target(previous, new)
+        if self.extra is not NO_EXTRA:
+            # previous_state is written only when set: a null one that was sent is kept here to be written back.
+            _set_extra(self, "FlagChange", CHANGE_KEYS, ("previous_state",))
 
     @property
     def change(self) -> StateChange:
@@ -85,6 +92,7 @@ class FlagChange:
 
 
 _CHANGE_FIELDS = attrs.fields(FlagChange)
+CHANGE_KEYS = frozenset({"changed_by", "new_state", "timestamp"})
 
 
 _KNOWN = ", ".join(EventType)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import cattrs
 
 from ._decode_fast import FROM_ISO, ZULU
-from ._events import _TYPE_NAME, EventType, FlagChange
+from ._events import _TYPE_NAME, CHANGE_KEYS, EventType, FlagChange
 from ._extra import NO_EXTRA
 from ._models import (
     FEATURE_KEYS,
@@ -445,6 +445,7 @@ def _build_decoder() -> cattrs.Converter:
             new_state=new,
             previous_state=previous,
             timestamp=_get(obj, "timestamp", _timestamp),
+            extra=_extra(obj, CHANGE_KEYS, ("previous_state",)),
         )
 
     for cls, hook in (

@@ -301,6 +301,8 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
                 data["previous_state"] = state_hook(previous)
             except PayloadError as exc:
                 raise exc.within("previous_state") from None
+        if change.extra is not NO_EXTRA and not classic:
+            data.update(thaw(change.extra))
         return data
 
     conv.register_unstructure_hook(FlagChange, flag_change)
@@ -347,8 +349,8 @@ def encode(event: WebhookEvent, format: PayloadFormat = PayloadFormat.CLASSIC) -
     - multivariate values of a state (dropped), and the segment, its priority and names of the environment and
       of the feature's project (only ids travel);
     - an audit entry's ``id``, ``related_object_uuid`` and ``is_system_event``;
-    - ``uuid``, ``api_key`` and ``extra`` keys of any object (of a state, its feature, project, environment,
-      segment and multivariate values, or of an audit entry and the objects in it);
+    - ``uuid``, ``api_key`` and ``extra`` keys of any object (of a flag change, its states and their feature,
+      project, environment, segment and multivariate values, or of an audit entry and the objects in it);
     - a ``data.timestamp`` below milliseconds (truncated).
 
     ``MODERN`` cannot express a segment override without a ``segment`` (raises :class:`PayloadError`), a state's
