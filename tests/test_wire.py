@@ -323,6 +323,12 @@ class TestDecodeRejects:
             ("data.new_state.identity_identifier", "alice", "data.new_state.identity_identifier", ["null"]),
             ("data.new_state.feature_segment", {"priority": 1}, "data.new_state.feature_segment", ["'id'"]),
             ("data.new_state.feature_segment", 1.0, "data.new_state.feature_segment", ["object"]),
+            (
+                "data.new_state.multivariate_feature_state_values",
+                {"id": 1},
+                "data.new_state.multivariate_feature_state_values",
+                ["expected an array", "object"],
+            ),
         ],
     )
     def test_error_paths(self, path: str, value: object, expected_path: str, words: list[str]) -> None:
