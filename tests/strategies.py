@@ -201,4 +201,7 @@ def flag_events_with_unknown_times(draw: st.DrawFn) -> WebhookEvent:
     return attrs.evolve(event, data=attrs.evolve(event.data, timestamp=None))
 
 
-events = flag_events() | flag_events_with_unknown_times() | audit_events | version_events | unknown_events
+# Keys beside event_type and data, on events of every type.
+events = (flag_events() | flag_events_with_unknown_times() | audit_events | version_events | unknown_events).flatmap(
+    lambda event: some_extras.map(lambda extra: attrs.evolve(event, extra=extra))
+)

@@ -28,6 +28,7 @@ from flaghooks import (
     VersionFeatureState,
     VersionPublished,
     VersionPublisher,
+    WebhookEvent,
 )
 from flaghooks._extra import NO_EXTRA, thaw
 
@@ -414,6 +415,10 @@ EXTRA_MODELS: dict[str, tuple[Any, list[str]]] = {
     "FlagChange": (
         lambda extra: FlagChange("dana", banner_state(), None, NOW, extra=extra),
         ["changed_by", "new_state", "timestamp"],
+    ),
+    "WebhookEvent": (
+        lambda extra: WebhookEvent("evt_1", "FLAG_UPDATED", FlagChange("", banner_state(), None, NOW), extra=extra),
+        ["event_type", "data"],
     ),
     "VersionFeature": (lambda extra: VersionFeature(1, "banner", extra=extra), ["id", "name"]),
     "VersionPublisher": (lambda extra: VersionPublisher(1, "a@example.com", extra=extra), ["id", "email"]),

@@ -224,18 +224,21 @@ class TestDecodeAccepts:
         assert isinstance(change, FlagChange) and change.timestamp == expected
         assert change.timestamp.utcoffset() == timedelta(0)
 
-    def test_unknown_keys_of_the_envelope_ignored_others_kept(self) -> None:
-        """Unknown keys of the envelope (which no model carries) are ignored; those of ``data`` and of a feature are
-        kept in the change's and the feature's ``extra``."""
+    def test_unknown_keys_kept_at_every_level(self) -> None:
+        """Unknown keys of the envelope, of ``data`` and of a feature are kept in the event's, the change's and the
+        feature's ``extra``; CLASSIC writes none of them back, MODERN all."""
         document = documented_document()
         document["webhook_version"] = 2
-        assert decode(body_of(document), event_id="evt_doc") == documented_flag_event()
         document["data"]["extra"] = {"nested": [1, 2]}
         document["data"]["new_state"]["feature"]["tags"] = ["a"]
-        change = decode(body_of(document), event_id="evt_doc").data
+        event = decode(body_of(document), event_id="evt_doc")
+        change = event.data
         assert isinstance(change, FlagChange) and change.new_state is not None
+        assert event.extra == {"webhook_version": 2}
         assert change.extra == {"extra": {"nested": (1, 2)}}
         assert change.new_state.feature.extra == {"tags": ("a",)}
+        assert encode(event, PayloadFormat.CLASSIC) == vector_bytes("flag_updated.classic.json")
+        assert json.loads(encode(event, PayloadFormat.MODERN))["webhook_version"] == 2
 
     def test_str_body(self) -> None:
         """A str body decodes like its UTF-8 bytes, to the same id."""
@@ -823,6 +826,7 @@ class TestExtraKeys:
         change = decode(flagsmith_body("flag_updated.future_keys")).data
         assert isinstance(change, FlagChange) and change.new_state is not None and change.previous_state is not None
         new, previous = change.new_state, change.previous_state
+        assert decode(flagsmith_body("flag_updated.future_keys")).extra == {"future_envelope_key": "v2"}
         assert change.extra == {"future_change_key": {"change_request_id": None}}
         assert new.extra == {"future_state_key": {"reasons": ("manual", 3), "scheduled_for": None}}
         assert previous.extra == {"future_state_key": "kept"}
@@ -838,7 +842,9 @@ class TestExtraKeys:
 
     def test_version_future_keys_are_kept(self) -> None:
         """Every invented key of the NEW_VERSION_PUBLISHED corpus payload lands in the extra of its model."""
-        version = decode(flagsmith_body("new_version_published.future_keys")).data
+        event = decode(flagsmith_body("new_version_published.future_keys"))
+        assert event.extra == {"future_envelope_key": {"sent_at": None}}
+        version = event.data
         assert isinstance(version, VersionPublished) and version.published_by is not None
         assert version.extra == {"future_version_key": {"change_request": None, "live_from": "2024-06-01T12:00:00Z"}}
         assert version.feature.extra == {"future_feature_key": ("checkout",)}
@@ -863,20 +869,41 @@ class TestExtraKeys:
         assert encode(event, PayloadFormat.MODERN) == body
         assert event != _no_extra(event)  # the key is in an extra
 
+    @pytest.mark.parametrize("where", ["envelope", "data"])
     @pytest.mark.parametrize(("value", "kept"), [(None, None), (0, 0), ("x", "x"), ([{"a": 1}], ({"a": 1},))])
-    def test_one_key_in_flag_data(self, value: object, kept: object) -> None:
-        """One unknown key in a flag event's ``data``: kept in FlagChange.extra by both paths, written back by
-        MODERN."""
+    def test_one_key_in_flag_envelope_or_data(self, where: str, value: object, kept: object) -> None:
+        """One unknown key in a flag event's envelope or ``data``: kept in WebhookEvent.extra or FlagChange.extra
+        by both paths, written back by MODERN."""
         document = _without_future_keys(flagsmith_case("flag_updated.future_keys")["payload"])
         assert isinstance(document, dict)
-        document["data"]["zz_later"] = value
+        (document if where == "envelope" else document["data"])["zz_later"] = value
         body = json.dumps(document, sort_keys=True).encode()
         event = decode(body, event_id="evt_1")
         assert event == _decode_carefully(json.loads(body), "evt_1")
-        assert isinstance(event.data, FlagChange) and event.data.extra == {
-            "zz_later": value if value != [{"a": 1}] else ({"a": 1},)
-        }
+        assert isinstance(event.data, FlagChange)
+        assert (event if where == "envelope" else event.data).extra == {"zz_later": kept}
         assert encode(event, PayloadFormat.MODERN) == body
+
+    @pytest.mark.parametrize("name", ["flag_updated.future_keys", "new_version_published", "unknown_event_type"])
+    def test_bad_envelope_value_is_a_payload_error(self, name: str) -> None:
+        """An envelope key whose value no model can keep (a number too large for a float) is a PayloadError at
+        ``extra``, for every event type."""
+        body = json.dumps({**flagsmith_case(name)["payload"], "zz_later": "HUGE"}).replace('"HUGE"', "1e400")
+        with pytest.raises(PayloadError) as info:
+            decode(body)
+        assert info.value.path == "extra" and "JSON cannot carry" in str(info.value)
+
+    def test_envelope_keys_of_other_types(self) -> None:
+        """Audit, NEW_VERSION_PUBLISHED and unknown event types keep envelope keys too (MODERN writes them back,
+        CLASSIC does not)."""
+        for name in ("audit_log_created.full", "new_version_published", "unknown_event_type"):
+            document = flagsmith_case(name)["payload"]
+            document["zz_later"] = {"a": [1]}
+            body = json.dumps(document, sort_keys=True).encode()
+            event = decode(body)
+            assert event.extra == {"zz_later": {"a": (1,)}}
+            assert encode(event, PayloadFormat.MODERN) == body
+            assert b"zz_later" not in encode(event, PayloadFormat.CLASSIC)
 
     @pytest.mark.parametrize("path", VERSION_OBJECTS, ids=repr)
     def test_one_key_at_each_version_level(self, path: tuple[object, ...]) -> None:

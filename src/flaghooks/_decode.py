@@ -12,7 +12,8 @@ import json
 from typing import Any
 
 from ._decode_fast import fast_flag_change
-from ._events import _ANY_ID, EventType, FlagChange, WebhookEvent
+from ._events import _ANY_ID, EVENT_KEYS, EventType, FlagChange, WebhookEvent
+from ._extra import NO_EXTRA
 from ._models import AuditLogEntry, clip
 from ._readers import (
     _FLAG_KINDS,
@@ -22,6 +23,7 @@ from ._readers import (
     _READ_VERSION,
     _check_agreement,
     _event_type,
+    _extra,
     _get,
     _object,
     parse_datetime,
@@ -33,7 +35,7 @@ __all__ = ["decode", "parse_datetime"]
 
 
 # The fields of a WebhookEvent, which the fast path sets without the constructor (a test checks them).
-EVENT_FIELDS = ("id", "event_type", "data")
+EVENT_FIELDS = ("id", "event_type", "data", "extra")
 _new = object.__new__
 _set = object.__setattr__
 
@@ -69,7 +71,7 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
     ``None`` when Flagsmith sent ``""``), AUDIT_LOG_CREATED to an :class:`AuditLogEntry`, NEW_VERSION_PUBLISHED to
     a :class:`VersionPublished`, and a type flaghooks does not know to its name (a ``str``) with the raw ``data``
     object (a ``dict``). Keys flaghooks does not model are kept in the ``extra`` of the model of their object (every
-    model but ``Identity`` and ``WebhookEvent``), so that ``encode(decode(body),
+    model but ``Identity``, and the event's for keys beside ``event_type`` and ``data``), so that ``encode(decode(body),
     PayloadFormat.MODERN)`` gives back any body Flagsmith sends, byte for byte, keys it adds later included.
 
     Raises :class:`PayloadError` (with ``path`` locating the problem) for anything that is not a well-formed
@@ -110,7 +112,7 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
         raise PayloadError("body is not acceptable JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         raise PayloadError(f"body is not valid JSON: {exc}") from None
-    if type(document) is dict:
+    if type(document) is dict and len(document) == 2:  # more keys: the careful path keeps them in extra
         name = document.get("event_type")
         kind = _KINDS.get(name) if type(name) is str else None
         if kind is EventType.FLAG_UPDATED or kind is EventType.FLAG_DELETED:
@@ -129,6 +131,7 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
                         _set(event, "id", event_id)
                         _set(event, "event_type", kind)
                         _set(event, "data", change)
+                        _set(event, "extra", NO_EXTRA)
                         return event
     return _decode_carefully(document, event_id)
 
@@ -147,8 +150,8 @@ def _decode_carefully(document: Any, event_id: str) -> WebhookEvent:
         data = _get(top, "data", _READ_FLAG_CHANGE)
     else:
         data = _get(top, "data", _object)
-        try:
-            return WebhookEvent(event_id, kind, data)
-        except (TypeError, ValueError) as exc:  # a value JSON parses but cannot write back, such as 1e999
-            raise PayloadError(str(exc), "data") from None
-    return WebhookEvent(event_id, kind, data)
+    try:
+        return WebhookEvent(event_id, kind, data, extra=_extra(top, EVENT_KEYS))
+    except (TypeError, ValueError) as exc:  # a value JSON parses but cannot write back, such as 1e999
+        field = getattr(exc, "field", "data")
+        raise PayloadError(str(exc), field) from None

@@ -135,6 +135,7 @@ def _check_json(value: Any, where: str) -> None:
 
 
 EventData = FlagChange | AuditLogEntry | VersionPublished | dict[str, Any]
+EVENT_KEYS = frozenset({"event_type", "data"})
 
 
 @attrs.frozen
@@ -150,17 +151,23 @@ class WebhookEvent:
     its data is the payload's raw ``data`` object, a ``dict`` of JSON values; test for it with
     ``isinstance(event.event_type, EventType)``. A known type with dict data, or an unknown one with model data,
     is refused. Events hash by ``id`` and type (the data of an unknown type is a dict); equality compares all.
+
+    ``extra`` holds the keys of a decoded body beside ``event_type`` and ``data`` that flaghooks does not model
+    (MODERN writes them back).
     """
 
     id: str
     event_type: EventType | str = attrs.field(converter=_event_type)
     data: EventData = attrs.field(hash=False)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True, hash=False)
 
     def __attrs_post_init__(self) -> None:
         if type(self.id) is not str or not _ANY_ID_MATCH(self.id):
             raise ValueError(
                 f"WebhookEvent.id must be 1 to 256 printable ASCII characters without spaces, got {self.id!r}"
             )
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "WebhookEvent", EVENT_KEYS)
         data, kind = self.data, self.event_type
         if kind is EventType.FLAG_UPDATED or kind is EventType.FLAG_DELETED:
             if not isinstance(data, FlagChange):

@@ -322,7 +322,10 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
                 body = _version_published(data)  # type: ignore[arg-type]
         except PayloadError as exc:
             raise exc.within("data") from None
-        return {"data": body, "event_type": kind.value if type(kind) is EventType else kind}
+        obj = {"data": body, "event_type": kind.value if type(kind) is EventType else kind}
+        if event.extra is not NO_EXTRA and not classic:
+            obj.update(thaw(event.extra))
+        return obj
 
     conv.register_unstructure_hook(WebhookEvent, event)
     return conv
@@ -349,8 +352,8 @@ def encode(event: WebhookEvent, format: PayloadFormat = PayloadFormat.CLASSIC) -
     - multivariate values of a state (dropped), and the segment, its priority and names of the environment and
       of the feature's project (only ids travel);
     - an audit entry's ``id``, ``related_object_uuid`` and ``is_system_event``;
-    - ``uuid``, ``api_key`` and ``extra`` keys of any object (of a flag change, its states and their feature,
-      project, environment, segment and multivariate values, or of an audit entry and the objects in it);
+    - ``uuid``, ``api_key`` and ``extra`` keys of any object (of the event, a flag change, its states and their
+      feature, project, environment, segment and multivariate values, or of an audit entry and the objects in it);
     - a ``data.timestamp`` below milliseconds (truncated).
 
     ``MODERN`` cannot express a segment override without a ``segment`` (raises :class:`PayloadError`), a state's
