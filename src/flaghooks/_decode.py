@@ -71,8 +71,9 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
     ``None`` when Flagsmith sent ``""``), AUDIT_LOG_CREATED to an :class:`AuditLogEntry`, NEW_VERSION_PUBLISHED to
     a :class:`VersionPublished`, and a type flaghooks does not know to its name (a ``str``) with the raw ``data``
     object (a ``dict``). Keys flaghooks does not model are kept in the ``extra`` of the model of their object (every
-    model but ``Identity``, and the event's for keys beside ``event_type`` and ``data``), so that ``encode(decode(body),
-    PayloadFormat.MODERN)`` gives back any body Flagsmith sends, byte for byte, keys it adds later included.
+    model but ``Identity`` has one; the event's holds the keys beside ``event_type`` and ``data``), so that
+    ``encode(decode(body), PayloadFormat.MODERN)`` gives back any body Flagsmith sends, byte for byte, keys it adds
+    later included.
 
     Raises :class:`PayloadError` (with ``path`` locating the problem) for anything that is not a well-formed
     event, and never any other exception.
