@@ -54,25 +54,37 @@ environments = st.builds(Environment, ids, optional_texts)
 # Objects as a decoded audit entry has them: uuids, an api_key and keys flaghooks does not model.
 rich_projects = st.builds(Project, ids, optional_texts, st.none() | ids, uuids, extra=extras)
 rich_environments = st.builds(Environment, ids, optional_texts, uuid=uuids, api_key=st.none() | texts, extra=extras)
+# Keys flaghooks does not model on the flag-state and version objects too. Half of the events carry none at all
+# (one draw, shared by every object of an example), so that decode's fast path, which falls back to the careful
+# path on any extra key, is exercised as much as the careful path.
+rich = st.shared(st.booleans(), key="rich")
+some_extras = rich.flatmap(lambda yes: extras if yes else st.just({}))
 features = st.builds(
     Feature,
     id=ids,
     name=names,
-    project=projects,
+    project=rich.flatmap(lambda yes: rich_projects if yes else projects),
     created_date=datetimes,
     type=st.sampled_from(["FLAG", "CONFIG", "STANDARD", "MULTIVARIATE"]),
     initial_value=flag_values,
     default_enabled=st.booleans(),
     description=optional_texts,
+    extra=some_extras,
 )
-segments = st.builds(Segment, ids, texts, optional_texts)
+segments = st.builds(Segment, ids, texts, optional_texts, extra=some_extras)
 # Both ids, so that either format can carry the override.
-feature_segments = st.builds(FeatureSegment, ids, segments, st.none() | st.integers(0, 1000))
+feature_segments = st.builds(FeatureSegment, ids, segments, st.none() | st.integers(0, 1000), extra=some_extras)
 identities = st.builds(Identity, ids | names, names)
 # At most 3 values of at most 33.3 % each: a state's allocations total at most 100 %.
 allocations = st.integers(0, 33) | st.floats(0, 33.3, allow_nan=False)
 multivariate_values = st.lists(
-    st.builds(MultivariateValue, ids, st.builds(MultivariateOption, ids, flag_values), allocations),
+    st.builds(
+        MultivariateValue,
+        ids,
+        st.builds(MultivariateOption, ids, flag_values, extra=some_extras),
+        allocations,
+        extra=some_extras,
+    ),
     max_size=3,
 ).map(tuple)
 
@@ -81,7 +93,10 @@ multivariate_values = st.lists(
 def targets(draw: st.DrawFn) -> dict[str, Any]:
     """What fixes a state's target: feature, environment and override."""
     kind = draw(st.sampled_from(["environment", "segment", "identity"]))
-    target: dict[str, Any] = {"feature": draw(features), "environment": draw(environments)}
+    target: dict[str, Any] = {
+        "feature": draw(features),
+        "environment": draw(rich.flatmap(lambda yes: rich_environments if yes else environments)),
+    }
     if kind == "segment":
         target["feature_segment"] = draw(feature_segments)
     elif kind == "identity":
@@ -96,6 +111,7 @@ def states_of(target: dict[str, Any]) -> st.SearchStrategy[FeatureState]:
         value=flag_values,
         id=st.none() | ids,
         multivariate_values=multivariate_values,
+        extra=some_extras,
         **{key: st.just(value) for key, value in target.items()},
     )
 
@@ -118,13 +134,15 @@ def flag_events(draw: st.DrawFn) -> WebhookEvent:
             description=draw(optional_texts),
         )
         new = attrs.evolve(new, feature=feature)
-    return flag_changed(
+    event = flag_changed(
         previous,
         new,
         changed_by=draw(texts),
         timestamp=draw(datetimes),
         event_id=draw(st.from_regex(r"[A-Za-z0-9_]{1,40}", fullmatch=True)),
     )
+    assert isinstance(event.data, FlagChange)
+    return attrs.evolve(event, data=attrs.evolve(event.data, extra=draw(some_extras)))
 
 
 # Whole seconds half of the time: MODERN writes those without a fraction, as Flagsmith (DRF) does.
@@ -148,14 +166,19 @@ audit_entries = st.builds(
 audit_events = st.builds(lambda entry: audit_log_created(entry, event_id="evt_audit"), audit_entries)
 
 version_states = st.builds(
-    VersionFeatureState, enabled=st.booleans(), value=flag_values, multivariate_values=multivariate_values
+    VersionFeatureState,
+    enabled=st.booleans(),
+    value=flag_values,
+    multivariate_values=multivariate_values,
+    extra=some_extras,
 )
 versions = st.builds(
     VersionPublished,
     uuid=st.uuids().map(str),
-    feature=st.builds(VersionFeature, ids, names),
-    published_by=st.none() | st.builds(VersionPublisher, ids, texts),
+    feature=st.builds(VersionFeature, ids, names, extra=some_extras),
+    published_by=st.none() | st.builds(VersionPublisher, ids, texts, extra=some_extras),
     feature_states=st.lists(version_states, max_size=3).map(tuple),
+    extra=some_extras,
 )
 version_events = st.builds(
     lambda version: WebhookEvent("evt_version", EventType.NEW_VERSION_PUBLISHED, version), versions
@@ -178,4 +201,7 @@ def flag_events_with_unknown_times(draw: st.DrawFn) -> WebhookEvent:
     return attrs.evolve(event, data=attrs.evolve(event.data, timestamp=None))
 
 
-events = flag_events() | flag_events_with_unknown_times() | audit_events | version_events | unknown_events
+# Keys beside event_type and data, on events of every type.
+events = (flag_events() | flag_events_with_unknown_times() | audit_events | version_events | unknown_events).flatmap(
+    lambda event: some_extras.map(lambda extra: attrs.evolve(event, extra=extra))
+)

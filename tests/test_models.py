@@ -18,6 +18,7 @@ from flaghooks import (
     Feature,
     FeatureSegment,
     FeatureState,
+    FlagChange,
     Identity,
     MultivariateOption,
     MultivariateValue,
@@ -27,8 +28,9 @@ from flaghooks import (
     VersionFeatureState,
     VersionPublished,
     VersionPublisher,
+    WebhookEvent,
 )
-from flaghooks._extra import thaw
+from flaghooks._extra import NO_EXTRA, thaw
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -259,6 +261,9 @@ class TestBadModels:
             (lambda: Segment(1, None), "Segment.name"),
             (lambda: Author(1, "a@b.c", first_name=None), "Author.first_name"),
             (lambda: FeatureSegment(id=1, priority="high"), "FeatureSegment.priority"),
+            (lambda: FeatureSegment(id=1, priority=True), "FeatureSegment.priority"),
+            (lambda: FeatureSegment(segment="beta"), "FeatureSegment.segment"),
+            (lambda: Segment(1, "beta", 5), "Segment.description"),
             (lambda: feature(default_enabled="yes"), "Feature.default_enabled"),
             (lambda: feature(project=12), "Feature.project"),
             (lambda: Project(1, name=5), "Project.name"),
@@ -273,6 +278,16 @@ class TestBadModels:
         with pytest.raises((TypeError, ValueError)) as info:
             build()
         assert_rejected(info, field)
+
+    def test_int_subclasses_are_ints(self) -> None:
+        """Int subclasses other than bool (an IntEnum, ...) pass where an int is wanted, as before the one-pass
+        checks."""
+
+        class Rank(int):
+            pass
+
+        assert FeatureSegment(id=Rank(1), segment=BETA, priority=Rank(2)).priority == 2
+        assert Segment(Rank(3), "beta").id == 3
 
 
 def mv(allocation: float, index: int = 1) -> MultivariateValue:
@@ -367,6 +382,110 @@ class TestExtra:
         assert [type(extra[key]) for key in ("c", "n", "s")] == [str, int, float]
         with pytest.raises(ValueError, match="JSON cannot carry"):
             Extra({"s": Share("inf")})
+
+
+# Every model of a flag state and of NEW_VERSION_PUBLISHED that keeps extra keys, built with ``extra``, and the keys
+# it writes itself (which its extra may not hold).
+EXTRA_MODELS: dict[str, tuple[Any, list[str]]] = {
+    "Feature": (
+        lambda extra: feature(extra=extra),
+        ["created_date", "default_enabled", "description", "id", "initial_value", "name", "project", "type"],
+    ),
+    "FeatureState": (
+        lambda extra: banner_state(extra=extra),
+        [
+            "enabled",
+            "environment",
+            "feature",
+            "feature_segment",
+            "feature_state_value",
+            "id",
+            "identity",
+            "identity_identifier",
+            "multivariate_feature_state_values",
+        ],
+    ),
+    "Segment": (lambda extra: Segment(1, "beta", extra=extra), ["id", "name", "description"]),
+    "FeatureSegment": (lambda extra: FeatureSegment(1, extra=extra), ["id", "segment", "priority"]),
+    "MultivariateOption": (lambda extra: MultivariateOption(1, "a", extra=extra), ["id", "value"]),
+    "MultivariateValue": (
+        lambda extra: MultivariateValue(1, MultivariateOption(2, "a"), 10, extra=extra),
+        ["id", "multivariate_feature_option", "percentage_allocation"],
+    ),
+    "FlagChange": (
+        lambda extra: FlagChange("dana", banner_state(), None, NOW, extra=extra),
+        ["changed_by", "new_state", "timestamp"],
+    ),
+    "WebhookEvent": (
+        lambda extra: WebhookEvent("evt_1", "FLAG_UPDATED", FlagChange("", banner_state(), None, NOW), extra=extra),
+        ["event_type", "data"],
+    ),
+    "VersionFeature": (lambda extra: VersionFeature(1, "banner", extra=extra), ["id", "name"]),
+    "VersionPublisher": (lambda extra: VersionPublisher(1, "a@example.com", extra=extra), ["id", "email"]),
+    "VersionFeatureState": (
+        lambda extra: VersionFeatureState(enabled=True, extra=extra),
+        ["enabled", "value", "multivariate_feature_state_values"],
+    ),
+    "VersionPublished": (
+        lambda extra: VersionPublished(uuid="u", feature=VersionFeature(1, "banner"), extra=extra),
+        ["uuid", "feature", "published_by", "feature_states"],
+    ),
+}
+
+
+class TestExtraOnFlagStateAndVersionModels:
+    """Issue 7: the flag-state and NEW_VERSION_PUBLISHED models keep the keys flaghooks does not model, with the
+    same rules as the audit models."""
+
+    @pytest.mark.parametrize("name", list(EXTRA_MODELS))
+    def test_default_empty_frozen_hashable_and_compared(self, name: str) -> None:
+        """``extra`` defaults to the shared empty Extra, is frozen to an Extra, is part of equality and hash, and
+        cannot be reassigned."""
+        build, _ = EXTRA_MODELS[name]
+        plain, rich = build({}), build({"later": [1, {"a": None}]})
+        assert type(plain).__name__ == name
+        assert plain.extra is NO_EXTRA
+        assert isinstance(rich.extra, Extra) and rich.extra == {"later": (1, Extra({"a": None}))}
+        assert rich != plain and rich == build({"later": [1, {"a": None}]})
+        assert hash(rich) == hash(build({"later": [1, {"a": None}]}))
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            rich.extra = {}
+        assert pickle.loads(pickle.dumps(rich)) == rich  # noqa: S301 - our own bytes
+
+    @pytest.mark.parametrize("name", list(EXTRA_MODELS))
+    def test_keyword_only(self, name: str) -> None:
+        """``extra`` is keyword-only: no positional argument reaches it."""
+        cls = type(EXTRA_MODELS[name][0]({}))
+        assert attrs.fields_dict(cls)["extra"].kw_only
+
+    @pytest.mark.parametrize(("name", "key"), [(name, key) for name, (_, keys) in EXTRA_MODELS.items() for key in keys])
+    def test_refuses_a_key_the_model_writes(self, name: str, key: str) -> None:
+        """A key the model writes itself cannot be shadowed by extra: ValueError naming model and key."""
+        build, _ = EXTRA_MODELS[name]
+        with pytest.raises(ValueError, match="must not contain") as info:
+            build({key: None})
+        assert_rejected(info, f"{name}.extra", repr(key))
+        assert getattr(info.value, "field", None) == "extra"
+
+    def test_flag_change_keeps_a_null_previous_state(self) -> None:
+        """A FlagChange's extra may hold previous_state as null while it has no previous state (a body that sent
+        the null, written back as sent), and never otherwise."""
+        assert FlagChange("", banner_state(), None, NOW, extra={"previous_state": None}).extra == {
+            "previous_state": None
+        }
+        for previous, value in ((banner_state(), None), (None, {"id": 1})):
+            with pytest.raises(ValueError, match=r"set FlagChange\.previous_state instead"):
+                FlagChange("", banner_state(), previous, NOW, extra={"previous_state": value})
+
+    @pytest.mark.parametrize("name", list(EXTRA_MODELS))
+    def test_refuses_what_json_cannot_carry(self, name: str) -> None:
+        """extra holds JSON values under string keys."""
+        build, _ = EXTRA_MODELS[name]
+        with pytest.raises(TypeError) as info:
+            build({"x": {1, 2}})
+        assert_rejected(info, f"{name}.extra['x']", "JSON value")
+        with pytest.raises(TypeError):
+            build({1: "x"})
 
 
 def audit(**changes: Any) -> AuditLogEntry:

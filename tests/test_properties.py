@@ -28,6 +28,7 @@ from flaghooks import (
 )
 from flaghooks._decode import _decode_carefully
 from strategies import events
+from strategies import json_values as finite_json_values
 
 SEEDS = (
     [vector_bytes("flag_updated.classic.json"), vector_bytes("audit_log_created.classic.json")]
@@ -46,13 +47,14 @@ def _carried_state(state: FeatureState | None, fmt: PayloadFormat) -> FeatureSta
         return None
     feature = state.feature
     fs = state.feature_segment
-    if fmt is PayloadFormat.CLASSIC:
+    if fmt is PayloadFormat.CLASSIC:  # ids for the environment, project and segment; no extra keys anywhere
         return attrs.evolve(
             state,
-            feature=attrs.evolve(feature, project=Project(feature.project.id)),
+            feature=attrs.evolve(feature, project=Project(feature.project.id), extra={}),
             environment=Environment(state.environment.id),
             feature_segment=None if fs is None else FeatureSegment(id=fs.id),
             multivariate_values=(),
+            extra={},
         )
     return attrs.evolve(
         state,
@@ -64,6 +66,8 @@ def _carried_state(state: FeatureState | None, fmt: PayloadFormat) -> FeatureSta
 
 def carried(event: WebhookEvent, fmt: PayloadFormat, event_id: str) -> WebhookEvent:
     """``event`` reduced to what ``fmt`` carries (the expected result of a round trip)."""
+    if fmt is PayloadFormat.CLASSIC:  # the seed envelope: event_type and data only
+        event = attrs.evolve(event, extra={})
     data = event.data
     if isinstance(data, AuditLogEntry):
         if fmt is PayloadFormat.CLASSIC:
@@ -92,6 +96,7 @@ def carried(event: WebhookEvent, fmt: PayloadFormat, event_id: str) -> WebhookEv
             _carried_state(data.new_state, fmt),
             _carried_state(data.previous_state, fmt),
             timestamp,
+            extra=data.extra if fmt is PayloadFormat.MODERN else {},
         ),
     )
 
@@ -99,9 +104,10 @@ def carried(event: WebhookEvent, fmt: PayloadFormat, event_id: str) -> WebhookEv
 @settings(max_examples=400)
 @given(events, st.sampled_from(list(PayloadFormat)))
 def test_round_trip(event: WebhookEvent, fmt: PayloadFormat) -> None:
-    """For events of every type (flag changes, with unknown timestamps too, audit entries with uuids and extra
-    keys, NEW_VERSION_PUBLISHED, unknown types): decode(encode(e, f)) equals e up to what format f carries, and
-    encode(decode(encode(e, f)), f) == encode(e, f)."""
+    """For events of every type (flag changes, with unknown timestamps too, audit entries, NEW_VERSION_PUBLISHED,
+    unknown types), with uuids and extra keys on every model that keeps them: decode(encode(e, f)) equals e up to
+    what format f carries (MODERN carries the extra keys, CLASSIC none), and encode(decode(encode(e, f)), f) ==
+    encode(e, f)."""
     body = encode(event, fmt)
     decoded = decode(body, event_id=event.id)
     assert decoded == carried(event, fmt, event.id)
@@ -201,3 +207,29 @@ def test_valid_payloads_mutated(data: st.DataObject) -> None:
     else:
         # ... and never accepts what the careful path refuses, nor builds anything else.
         assert decoded == careful
+
+
+def _objects(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The paths of every JSON object in ``node``, ``node`` itself included."""
+    found = [prefix] if isinstance(node, dict) else []
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in children:
+        found += _objects(value, (*prefix, key))
+    return found
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(events, st.data())
+def test_a_new_key_anywhere_is_kept(event: WebhookEvent, data: st.DataObject) -> None:
+    """A key flaghooks does not know, added to any object of a MODERN body (the envelope and ``data`` included), is
+    kept: both decode paths build the same event, and MODERN writes the body back byte for byte."""
+    document = json.loads(encode(event, PayloadFormat.MODERN))
+    path = data.draw(st.sampled_from(_objects(document)))
+    target = document
+    for key in path:
+        target = target[key]
+    target["zz_" + data.draw(st.text(max_size=4))] = data.draw(finite_json_values)
+    body = json.dumps(document, sort_keys=True).encode()
+    decoded = decode(body, event_id="evt_x")
+    assert decoded == _decode_carefully(json.loads(body), "evt_x")
+    assert encode(decoded, PayloadFormat.MODERN) == body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import attrs
@@ -39,12 +40,14 @@ from flaghooks import (
     VersionPublished,
     VersionPublisher,
     WebhookEvent,
+    _decode_fast,
     audit_log_created,
     decode,
     encode,
     flag_changed,
 )
-from flaghooks._decode import _decode_carefully
+from flaghooks._decode import EVENT_FIELDS, _decode_carefully
+from flaghooks._decode_fast import CHANGE_FIELDS
 
 FORMATS = list(PayloadFormat)
 
@@ -186,11 +189,20 @@ class TestDecodeAccepts:
         assert fs is not None and (fs.id, fs.segment and fs.segment.id, fs.priority) == (77, 5, 1)
 
     def test_null_previous_state(self) -> None:
-        """A null previous_state is the same as a missing one."""
+        """A null previous_state is no previous state, as a missing one is; the null is kept in the change's extra
+        so that MODERN writes it back (CLASSIC leaves it out)."""
         document = json.loads(golden_bytes("feature_created", PayloadFormat.CLASSIC))
         document["data"]["previous_state"] = None
         original = golden_bytes("feature_created", PayloadFormat.CLASSIC)
-        assert decode(body_of(document)).data == decode(original).data
+        with_null, without = decode(body_of(document)).data, decode(original).data
+        assert isinstance(with_null, FlagChange) and isinstance(without, FlagChange)
+        assert with_null.previous_state is None and with_null.new_state == without.new_state
+        assert with_null.extra == {"previous_state": None} and without.extra == {}
+        assert encode(decode(body_of(document)), PayloadFormat.CLASSIC) == original
+        modern = json.loads(golden_bytes("feature_created", PayloadFormat.MODERN))
+        modern["data"]["previous_state"] = None
+        body = json.dumps(modern, sort_keys=True).encode()
+        assert encode(decode(body), PayloadFormat.MODERN) == body
 
     @pytest.mark.parametrize(
         ("text", "expected"),
@@ -212,13 +224,21 @@ class TestDecodeAccepts:
         assert isinstance(change, FlagChange) and change.timestamp == expected
         assert change.timestamp.utcoffset() == timedelta(0)
 
-    def test_unknown_keys_ignored(self) -> None:
-        """Keys the decoder does not know are ignored, at every level."""
+    def test_unknown_keys_kept_at_every_level(self) -> None:
+        """Unknown keys of the envelope, of ``data`` and of a feature are kept in the event's, the change's and the
+        feature's ``extra``; CLASSIC writes none of them back, MODERN all."""
         document = documented_document()
         document["webhook_version"] = 2
         document["data"]["extra"] = {"nested": [1, 2]}
         document["data"]["new_state"]["feature"]["tags"] = ["a"]
-        assert decode(body_of(document), event_id="evt_doc") == documented_flag_event()
+        event = decode(body_of(document), event_id="evt_doc")
+        change = event.data
+        assert isinstance(change, FlagChange) and change.new_state is not None
+        assert event.extra == {"webhook_version": 2}
+        assert change.extra == {"extra": {"nested": (1, 2)}}
+        assert change.new_state.feature.extra == {"tags": ("a",)}
+        assert encode(event, PayloadFormat.CLASSIC) == vector_bytes("flag_updated.classic.json")
+        assert json.loads(encode(event, PayloadFormat.MODERN))["webhook_version"] == 2
 
     def test_str_body(self) -> None:
         """A str body decodes like its UTF-8 bytes, to the same id."""
@@ -306,6 +326,12 @@ class TestDecodeRejects:
             ("data.new_state.identity_identifier", "alice", "data.new_state.identity_identifier", ["null"]),
             ("data.new_state.feature_segment", {"priority": 1}, "data.new_state.feature_segment", ["'id'"]),
             ("data.new_state.feature_segment", 1.0, "data.new_state.feature_segment", ["object"]),
+            (
+                "data.new_state.multivariate_feature_state_values",
+                {"id": 1},
+                "data.new_state.multivariate_feature_state_values",
+                ["expected an array", "object"],
+            ),
         ],
     )
     def test_error_paths(self, path: str, value: object, expected_path: str, words: list[str]) -> None:
@@ -748,3 +774,265 @@ def test_bytes_like_bodies(wrap: type) -> None:
     assert decode(wrap(body)) == decode(body)
     with pytest.raises(PayloadError, match="not UTF-8"):
         decode(wrap(b"\xff" + body))
+
+
+# --- issue 7: keys flaghooks does not model, on flag states and versions ---------------------------------------
+
+
+def _without_future_keys(node: object) -> object:
+    """A corpus payload with its invented ``future_*`` keys taken out (the canonical payload they were added to)."""
+    if isinstance(node, dict):
+        return {key: _without_future_keys(value) for key, value in node.items() if not key.startswith("future_")}
+    if isinstance(node, list):
+        return [_without_future_keys(item) for item in node]
+    return node
+
+
+def _at(document: dict, path: tuple[object, ...]) -> dict:  # type: ignore[type-arg]
+    node: object = document
+    for key in path:
+        node = node[key]  # type: ignore[index]
+    assert isinstance(node, dict)
+    return node
+
+
+STATE_OBJECTS = [
+    (),
+    ("feature",),
+    ("feature", "project"),
+    ("environment",),
+    ("feature_segment",),
+    ("feature_segment", "segment"),
+    ("multivariate_feature_state_values", 0),
+    ("multivariate_feature_state_values", 1, "multivariate_feature_option"),
+]
+VERSION_OBJECTS = [
+    (),
+    ("feature",),
+    ("published_by",),
+    ("feature_states", 0),
+    ("feature_states", 1),
+    ("feature_states", 0, "multivariate_feature_state_values", 2),
+    ("feature_states", 0, "multivariate_feature_state_values", 0, "multivariate_feature_option"),
+]
+
+
+class TestExtraKeys:
+    """Keys flaghooks does not model are kept by the flag-state and NEW_VERSION_PUBLISHED models (their ``extra``),
+    written back under MODERN, never under CLASSIC."""
+
+    def test_flag_state_future_keys_are_kept(self) -> None:
+        """Every invented key of the flag-state corpus payload lands in the extra of the model of its object."""
+        change = decode(flagsmith_body("flag_updated.future_keys")).data
+        assert isinstance(change, FlagChange) and change.new_state is not None and change.previous_state is not None
+        new, previous = change.new_state, change.previous_state
+        assert decode(flagsmith_body("flag_updated.future_keys")).extra == {"future_envelope_key": "v2"}
+        assert change.extra == {"future_change_key": {"change_request_id": None}}
+        assert new.extra == {"future_state_key": {"reasons": ("manual", 3), "scheduled_for": None}}
+        assert previous.extra == {"future_state_key": "kept"}
+        assert new.feature.extra == {"future_feature_key": ("checkout", "beta")}
+        assert new.feature.project.extra == {"future_project_key": {"nested": {"deeper": (1, 2.5, None, True)}}}
+        assert new.environment.extra == {"future_environment_key": 0.25}
+        assert new.feature_segment is not None and new.feature_segment.segment is not None
+        assert new.feature_segment.extra == {"future_feature_segment_key": 7}
+        assert new.feature_segment.segment.extra == {"future_segment_key": None}
+        for value in new.multivariate_values + previous.multivariate_values:
+            assert value.extra == {"future_value_key": "v"}
+            assert value.option.extra == {"future_option_key": False}
+
+    def test_version_future_keys_are_kept(self) -> None:
+        """Every invented key of the NEW_VERSION_PUBLISHED corpus payload lands in the extra of its model."""
+        event = decode(flagsmith_body("new_version_published.future_keys"))
+        assert event.extra == {"future_envelope_key": {"sent_at": None}}
+        version = event.data
+        assert isinstance(version, VersionPublished) and version.published_by is not None
+        assert version.extra == {"future_version_key": {"change_request": None, "live_from": "2024-06-01T12:00:00Z"}}
+        assert version.feature.extra == {"future_feature_key": ("checkout",)}
+        assert version.published_by.extra == {"future_user_key": {"first_name": "Dana"}}
+        for state in version.feature_states:
+            assert state.extra == {"future_state_key": {"segment_id": 5}}
+            for value in state.multivariate_values:
+                assert value.extra == {"future_value_key": 1}
+                assert value.option.extra == {"future_option_key": (None,)}
+
+    @pytest.mark.parametrize("state", ["new_state", "previous_state"])
+    @pytest.mark.parametrize("path", STATE_OBJECTS, ids=repr)
+    def test_one_key_at_each_flag_state_level(self, state: str, path: tuple[object, ...]) -> None:
+        """One unknown key on any one object of a flag state: both decode paths keep it, MODERN writes the body
+        back byte for byte (the fast path must notice the one extra key and fall back)."""
+        document = _without_future_keys(flagsmith_case("flag_updated.future_keys")["payload"])
+        assert isinstance(document, dict)
+        _at(document, ("data", state, *path))["zz_later"] = [{"a": 1}]
+        body = json.dumps(document, sort_keys=True).encode()
+        event = decode(body, event_id="evt_1")
+        assert event == _decode_carefully(json.loads(body), "evt_1")
+        assert encode(event, PayloadFormat.MODERN) == body
+        assert event != _no_extra(event)  # the key is in an extra
+
+    @pytest.mark.parametrize("where", ["envelope", "data"])
+    @pytest.mark.parametrize(("value", "kept"), [(None, None), (0, 0), ("x", "x"), ([{"a": 1}], ({"a": 1},))])
+    def test_one_key_in_flag_envelope_or_data(self, where: str, value: object, kept: object) -> None:
+        """One unknown key in a flag event's envelope or ``data``: kept in WebhookEvent.extra or FlagChange.extra
+        by both paths, written back by MODERN."""
+        document = _without_future_keys(flagsmith_case("flag_updated.future_keys")["payload"])
+        assert isinstance(document, dict)
+        (document if where == "envelope" else document["data"])["zz_later"] = value
+        body = json.dumps(document, sort_keys=True).encode()
+        event = decode(body, event_id="evt_1")
+        assert event == _decode_carefully(json.loads(body), "evt_1")
+        assert isinstance(event.data, FlagChange)
+        assert (event if where == "envelope" else event.data).extra == {"zz_later": kept}
+        assert encode(event, PayloadFormat.MODERN) == body
+
+    @pytest.mark.parametrize("name", ["flag_updated.future_keys", "new_version_published", "unknown_event_type"])
+    def test_bad_envelope_value_is_a_payload_error(self, name: str) -> None:
+        """An envelope key whose value no model can keep (a number too large for a float) is a PayloadError at
+        ``extra``, for every event type."""
+        body = json.dumps({**flagsmith_case(name)["payload"], "zz_later": "HUGE"}).replace('"HUGE"', "1e400")
+        with pytest.raises(PayloadError) as info:
+            decode(body)
+        assert info.value.path == "extra" and "JSON cannot carry" in str(info.value)
+
+    def test_envelope_keys_of_other_types(self) -> None:
+        """Audit, NEW_VERSION_PUBLISHED and unknown event types keep envelope keys too (MODERN writes them back,
+        CLASSIC does not)."""
+        for name in ("audit_log_created.full", "new_version_published", "unknown_event_type"):
+            document = flagsmith_case(name)["payload"]
+            document["zz_later"] = {"a": [1]}
+            body = json.dumps(document, sort_keys=True).encode()
+            event = decode(body)
+            assert event.extra == {"zz_later": {"a": (1,)}}
+            assert encode(event, PayloadFormat.MODERN) == body
+            assert b"zz_later" not in encode(event, PayloadFormat.CLASSIC)
+
+    @pytest.mark.parametrize("path", VERSION_OBJECTS, ids=repr)
+    def test_one_key_at_each_version_level(self, path: tuple[object, ...]) -> None:
+        """One unknown key on any one object of NEW_VERSION_PUBLISHED's data is kept and written back in both
+        formats (the event has one shape)."""
+        document = _without_future_keys(flagsmith_case("new_version_published.future_keys")["payload"])
+        assert isinstance(document, dict)
+        _at(document, ("data", *path))["zz_later"] = [{"a": 1}]
+        body = json.dumps(document, sort_keys=True).encode()
+        event = decode(body)
+        assert event != _no_extra(event)  # the key is in an extra
+        assert encode(event, PayloadFormat.MODERN) == encode(event, PayloadFormat.CLASSIC) == body
+
+    def test_classic_writes_no_extra(self) -> None:
+        """CLASSIC output of a state whose objects carry extra keys is exactly that of the same state without."""
+        change = decode(flagsmith_body("flag_updated.future_keys")).data
+        assert isinstance(change, FlagChange) and change.new_state is not None
+        fs = change.new_state.feature_segment
+        assert fs is not None
+        state = attrs.evolve(change.new_state, feature_segment=attrs.evolve(fs, id=500))  # CLASSIC needs the id
+        event = flag_changed(None, state, timestamp=DOCUMENTED_TIMESTAMP, event_id="evt_1")
+        bare = _no_extra(event)
+        assert bare != event
+        classic = encode(event, PayloadFormat.CLASSIC)
+        assert b"future_" not in classic and classic == encode(bare, PayloadFormat.CLASSIC)
+        assert b"future_" in encode(event, PayloadFormat.MODERN)
+
+    def test_extra_in_a_classic_payload(self) -> None:
+        """An unknown key in a CLASSIC payload's feature is kept too (the careful path), and CLASSIC leaves it out
+        when writing the event back."""
+        document = documented_document()
+        document["data"]["new_state"]["feature"]["future_key"] = 1
+        body = body_of(document)
+        event = decode(body, event_id="evt_doc")
+        assert event == _decode_carefully(json.loads(body), "evt_doc")
+        assert isinstance(event.data, FlagChange) and event.data.new_state is not None
+        assert event.data.new_state.feature.extra == {"future_key": 1}
+        assert encode(event, PayloadFormat.CLASSIC) == vector_bytes("flag_updated.classic.json")
+
+    def test_bad_extra_value_is_a_payload_error(self) -> None:
+        """An extra key whose value a model cannot keep (a number too large for a float) is a PayloadError at
+        that object's extra."""
+        document = _without_future_keys(flagsmith_case("flag_updated.future_keys")["payload"])
+        assert isinstance(document, dict)
+        document["data"]["new_state"]["feature"]["future"] = "HUGE"
+        with pytest.raises(PayloadError) as info:
+            decode(json.dumps(document).replace('"HUGE"', "1e400"))  # parses to inf, which JSON cannot carry
+        assert info.value.path == "data.new_state.feature.extra"
+
+
+def _no_extra(value: object) -> object:
+    """``value`` with the extra keys of every model in it taken out."""
+    if isinstance(value, tuple):
+        return tuple(_no_extra(item) for item in value)
+    if not attrs.has(type(value)):
+        return value
+    changes = {field.name: _no_extra(getattr(value, field.name)) for field in attrs.fields(type(value))}
+    if "extra" in changes:
+        changes["extra"] = {}
+    return attrs.evolve(value, **changes)  # type: ignore[misc]
+
+
+def _careful(body: str, event_id: str) -> WebhookEvent:
+    return _decode_carefully(json.loads(body), event_id)
+
+
+def _outcome(decoder: Callable[..., WebhookEvent], body: str) -> bytes | str:
+    """What a decoder makes of a body: the event's MODERN bytes (which tell 1 from true and 1.0, where the events'
+    == would not), or the PayloadError's message."""
+    try:
+        return encode(decoder(body, event_id="evt_1"), PayloadFormat.MODERN)
+    except PayloadError as exc:
+        return str(exc)
+
+
+class TestFastPathSharing:
+    """The fast path shares models built for equal raw values; values that JSON lets compare equal across types
+    must never be confused."""
+
+    @pytest.mark.parametrize(
+        ("path", "first", "second"),
+        [
+            (("feature", "initial_value"), 1, True),
+            (("feature", "initial_value"), 0, False),
+            (("feature", "id"), 1, True),
+            (("feature", "id"), 1, 1.0),
+            (("feature", "default_enabled"), True, 1),
+            (("feature", "project", "id"), 12, 12.0),
+            (("environment", "id"), 1, True),
+            (("feature_segment", "priority"), 1, True),
+            (("feature_segment", "segment", "id"), 5, 5.0),
+            (("identity",), 1, True),
+        ],
+    )
+    def test_equal_values_of_other_types(self, path: tuple[str, ...], first: object, second: object) -> None:
+        """After a payload with ``first`` at ``path``, one with ``second`` (equal in Python, another JSON type)
+        decodes exactly as the careful path decodes it: to its own value, or to the same error."""
+        base = _without_future_keys(flagsmith_case("flag_updated.future_keys")["payload"])
+        assert isinstance(base, dict)
+        results = []
+        for value in (first, second):
+            document = json.loads(json.dumps(base))
+            for state in (document["data"]["new_state"], document["data"]["previous_state"]):
+                if path == ("identity",):
+                    state["feature_segment"] = None
+                    state["identity_identifier"] = "alice"
+                _at(state, path[:-1])[path[-1]] = value
+            body = json.dumps(document)
+            outcomes = [_outcome(decode, body), _outcome(_careful, body)]
+            assert outcomes[0] == outcomes[1]
+            results.append(outcomes[0])
+        assert results[0] != results[1]
+
+    def test_shared_models_are_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The remembered models are bounded: a full cache starts again, and decoding stays right."""
+        monkeypatch.setattr(_decode_fast, "_LIMIT", 2)
+        for name in ("_PROJECTS", "_ENVIRONMENTS", "_FEATURES", "_SEGMENTS", "_IDENTITIES"):
+            monkeypatch.setattr(_decode_fast, name, {})
+        base = _without_future_keys(flagsmith_case("flag_updated.future_keys")["payload"])
+        for n in range(5):
+            document = json.loads(json.dumps(base))
+            for state in ("new_state", "previous_state"):
+                document["data"][state]["feature"]["name"] = f"feature_{n}"
+                document["data"][state]["environment"]["id"] = n
+            body = json.dumps(document)
+            assert decode(body, event_id="evt_1") == _decode_carefully(json.loads(body), "evt_1")
+        assert 0 < len(_decode_fast._FEATURES) <= 2 and 0 < len(_decode_fast._ENVIRONMENTS) <= 2
+
+    def test_fields_set_without_constructors(self) -> None:
+        """The fast path sets FlagChange's and WebhookEvent's fields itself: exactly the classes' fields."""
+        assert tuple(field.name for field in attrs.fields(FlagChange)) == CHANGE_FIELDS
+        assert tuple(field.name for field in attrs.fields(WebhookEvent)) == EVENT_FIELDS

@@ -12,7 +12,8 @@ import json
 from typing import Any
 
 from ._decode_fast import fast_flag_change
-from ._events import _ANY_ID, EventType, FlagChange, WebhookEvent
+from ._events import _ANY_ID, EVENT_KEYS, EventType, FlagChange, WebhookEvent
+from ._extra import NO_EXTRA
 from ._models import AuditLogEntry, clip
 from ._readers import (
     _FLAG_KINDS,
@@ -22,6 +23,7 @@ from ._readers import (
     _READ_VERSION,
     _check_agreement,
     _event_type,
+    _extra,
     _get,
     _object,
     parse_datetime,
@@ -30,6 +32,12 @@ from ._versions import VersionPublished
 from .exceptions import PayloadError
 
 __all__ = ["decode", "parse_datetime"]
+
+
+# The fields of a WebhookEvent, which the fast path sets without the constructor (a test checks them).
+EVENT_FIELDS = ("id", "event_type", "data", "extra")
+_new = object.__new__
+_set = object.__setattr__
 
 
 def _reject_constant(name: str) -> Any:
@@ -62,9 +70,10 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
     Every event type decodes: FLAG_UPDATED and FLAG_DELETED to a :class:`FlagChange` (whose ``timestamp`` is
     ``None`` when Flagsmith sent ``""``), AUDIT_LOG_CREATED to an :class:`AuditLogEntry`, NEW_VERSION_PUBLISHED to
     a :class:`VersionPublished`, and a type flaghooks does not know to its name (a ``str``) with the raw ``data``
-    object (a ``dict``). Keys flaghooks does not model are kept in the models' ``extra`` where the model has one
-    (projects, environments, authors, audit entries), so that ``encode(decode(body), PayloadFormat.MODERN)`` gives
-    back any body Flagsmith sends, byte for byte.
+    object (a ``dict``). Keys flaghooks does not model are kept in the ``extra`` of the model of their object (every
+    model but ``Identity`` has one; the event's holds the keys beside ``event_type`` and ``data``), so that
+    ``encode(decode(body), PayloadFormat.MODERN)`` gives back any body Flagsmith sends, byte for byte, keys it adds
+    later included.
 
     Raises :class:`PayloadError` (with ``path`` locating the problem) for anything that is not a well-formed
     event, and never any other exception.
@@ -104,16 +113,27 @@ def decode(body: bytes | str, *, event_id: str | None = None) -> WebhookEvent:
         raise PayloadError("body is not acceptable JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         raise PayloadError(f"body is not valid JSON: {exc}") from None
-    if type(document) is dict:
+    if type(document) is dict and len(document) == 2:  # more keys: the careful path keeps them in extra
         name = document.get("event_type")
         kind = _KINDS.get(name) if type(name) is str else None
         if kind is EventType.FLAG_UPDATED or kind is EventType.FLAG_DELETED:
             data = document.get("data")
             if type(data) is dict:
                 try:
-                    return WebhookEvent(event_id, kind, fast_flag_change(data))
+                    change = fast_flag_change(data)
                 except Exception:  # noqa: S110 - anything unusual: the careful path says what is wrong
                     pass
+                else:
+                    # The id is checked above and the type is known; the type and the states must agree (a
+                    # removed state is FLAG_DELETED), else the careful path says so. Then the event needs no
+                    # constructor to check it all again.
+                    if (kind is EventType.FLAG_UPDATED) is (change.new_state is not None):
+                        event = _new(WebhookEvent)
+                        _set(event, "id", event_id)
+                        _set(event, "event_type", kind)
+                        _set(event, "data", change)
+                        _set(event, "extra", NO_EXTRA)
+                        return event
     return _decode_carefully(document, event_id)
 
 
@@ -131,8 +151,8 @@ def _decode_carefully(document: Any, event_id: str) -> WebhookEvent:
         data = _get(top, "data", _READ_FLAG_CHANGE)
     else:
         data = _get(top, "data", _object)
-        try:
-            return WebhookEvent(event_id, kind, data)
-        except (TypeError, ValueError) as exc:  # a value JSON parses but cannot write back, such as 1e999
-            raise PayloadError(str(exc), "data") from None
-    return WebhookEvent(event_id, kind, data)
+    try:
+        return WebhookEvent(event_id, kind, data, extra=_extra(top, EVENT_KEYS))
+    except (TypeError, ValueError) as exc:  # a value JSON parses but cannot write back, such as 1e999
+        field = getattr(exc, "field", "data")
+        raise PayloadError(str(exc), field) from None

@@ -8,13 +8,15 @@ import math
 import os
 import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
 from ._changes import StateChange, check_same_target, diff_states
-from ._models import AuditLogEntry, FeatureState, _aware_datetime, _instance_of, _str
+from ._extra import NO_EXTRA
+from ._models import AuditLogEntry, FeatureState, _aware_datetime, _instance_of, _set_extra, _str
 from ._versions import VersionPublished
 
 __all__ = ["EventType", "FlagChange", "WebhookEvent", "audit_log_created", "flag_changed", "version_published"]
@@ -48,7 +50,8 @@ class FlagChange:
     ``previous_state`` is ``None`` for a creation, ``new_state`` is ``None`` for a deletion; when both are
     given they must be states of the same target. ``timestamp`` is when the change happened (timezone-aware),
     or ``None`` when it is unknown: Flagsmith sends ``"timestamp": ""`` for a state without a history record
-    (a deletion, typically), and encoding writes ``""`` again.
+    (a deletion, typically), and encoding writes ``""`` again. ``extra`` holds the keys of a decoded ``data``
+    object that flaghooks does not model (MODERN writes them back).
     """
 
     # Validated in one pass in __attrs_post_init__ (one FlagChange per event, on the hot path).
@@ -56,6 +59,7 @@ class FlagChange:
     new_state: FeatureState | None
     previous_state: FeatureState | None
     timestamp: datetime | None
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         fields = _CHANGE_FIELDS
@@ -77,6 +81,9 @@ class FlagChange:
                 )
         elif previous is not None:
             check_same_target(previous, new)
+        if self.extra is not NO_EXTRA:
+            # previous_state is written only when set: a null one that was sent is kept here to be written back.
+            _set_extra(self, "FlagChange", CHANGE_KEYS, ("previous_state",))
 
     @property
     def change(self) -> StateChange:
@@ -85,6 +92,7 @@ class FlagChange:
 
 
 _CHANGE_FIELDS = attrs.fields(FlagChange)
+CHANGE_KEYS = frozenset({"changed_by", "new_state", "timestamp"})
 
 
 _KNOWN = ", ".join(EventType)
@@ -127,6 +135,7 @@ def _check_json(value: Any, where: str) -> None:
 
 
 EventData = FlagChange | AuditLogEntry | VersionPublished | dict[str, Any]
+EVENT_KEYS = frozenset({"event_type", "data"})
 
 
 @attrs.frozen
@@ -142,17 +151,23 @@ class WebhookEvent:
     its data is the payload's raw ``data`` object, a ``dict`` of JSON values; test for it with
     ``isinstance(event.event_type, EventType)``. A known type with dict data, or an unknown one with model data,
     is refused. Events hash by ``id`` and type (the data of an unknown type is a dict); equality compares all.
+
+    ``extra`` holds the keys of a decoded body beside ``event_type`` and ``data`` that flaghooks does not model
+    (MODERN writes them back).
     """
 
     id: str
     event_type: EventType | str = attrs.field(converter=_event_type)
     data: EventData = attrs.field(hash=False)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True, hash=False)
 
     def __attrs_post_init__(self) -> None:
         if type(self.id) is not str or not _ANY_ID_MATCH(self.id):
             raise ValueError(
                 f"WebhookEvent.id must be 1 to 256 printable ASCII characters without spaces, got {self.id!r}"
             )
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "WebhookEvent", EVENT_KEYS)
         data, kind = self.data, self.event_type
         if kind is EventType.FLAG_UPDATED or kind is EventType.FLAG_DELETED:
             if not isinstance(data, FlagChange):

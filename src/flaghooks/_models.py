@@ -244,7 +244,8 @@ class Feature:
 
     ``type`` is Flagsmith's feature type: ``STANDARD`` or ``MULTIVARIATE`` today, ``FLAG`` and ``CONFIG`` in older
     versions; any string is accepted, ``""`` included (Flagsmith's column allows it). ``created_date`` must be
-    timezone-aware.
+    timezone-aware. ``extra`` holds the keys of a decoded feature object that flaghooks does not model (MODERN
+    writes them back).
     """
 
     # Validated in one pass in __attrs_post_init__: decoding builds a feature per event.
@@ -256,6 +257,7 @@ class Feature:
     initial_value: FlagValue = None
     default_enabled: bool = False
     description: str | None = None
+    extra: Mapping[str, Any] = NO_EXTRA
 
     def __attrs_post_init__(self) -> None:
         fields = _FEATURE_FIELDS
@@ -277,19 +279,42 @@ class Feature:
             _bool(self, fields.default_enabled, self.default_enabled)
         if self.description is not None and type(self.description) is not str:
             _optional_str(self, fields.description, self.description)
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "Feature", FEATURE_KEYS)
 
 
 _FEATURE_FIELDS = attrs.fields(Feature)
+FEATURE_KEYS = frozenset(
+    {"created_date", "default_enabled", "description", "id", "initial_value", "name", "project", "type"}
+)
 _PLAIN_VALUES = (str, int, bool)
 
 
 @attrs.frozen
 class Segment:
-    """A segment of identities, the target of segment overrides."""
+    """A segment of identities, the target of segment overrides. ``extra`` holds the keys of a decoded segment
+    object that flaghooks does not model (MODERN writes them back)."""
 
-    id: int = attrs.field(validator=_id)
-    name: str = attrs.field(validator=_str)
-    description: str | None = attrs.field(default=None, validator=_optional_str)
+    # Validated in one pass in __attrs_post_init__ (decoding builds one per segment override).
+    id: int
+    name: str
+    description: str | None = None
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        fields = _SEGMENT_FIELDS
+        if type(self.id) is not int:
+            _id(self, fields.id, self.id)
+        if type(self.name) is not str:
+            _str(self, fields.name, self.name)
+        if self.description is not None and type(self.description) is not str:
+            _optional_str(self, fields.description, self.description)
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "Segment", SEGMENT_KEYS)
+
+
+_SEGMENT_FIELDS = attrs.fields(Segment)
+SEGMENT_KEYS = frozenset({"id", "name", "description"})
 
 
 @attrs.frozen
@@ -297,16 +322,33 @@ class FeatureSegment:
     """The link between a feature and a segment that a segment override hangs on.
 
     ``id`` is the feature-segment's own id (what the classic payload carries); ``segment`` is the segment
-    (what the modern payload carries). At least one of the two is required.
+    (what the modern payload carries). At least one of the two is required. ``extra`` holds the keys of a decoded
+    feature-segment object that flaghooks does not model: MODERN writes them back, CLASSIC (an id) cannot.
     """
 
-    id: int | None = attrs.field(default=None, validator=_optional_id)
-    segment: Segment | None = attrs.field(default=None, validator=_instance_of(Segment, optional=True))
-    priority: int | None = attrs.field(default=None, validator=_optional_int)
+    # Validated in one pass in __attrs_post_init__ (decoding builds one per segment override).
+    id: int | None = None
+    segment: Segment | None = None
+    priority: int | None = None
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
-        if self.id is None and self.segment is None:
+        fields = _FEATURE_SEGMENT_FIELDS
+        fs_id, segment, priority = self.id, self.segment, self.priority
+        if fs_id is not None and type(fs_id) is not int:
+            _optional_id(self, fields.id, fs_id)
+        if segment is not None and type(segment) is not Segment:
+            _instance_of(Segment, optional=True)(self, fields.segment, segment)
+        if priority is not None and type(priority) is not int:
+            _optional_int(self, fields.priority, priority)
+        if fs_id is None and segment is None:
             raise _fail(ValueError, self, "id", "or FeatureSegment.segment is required (both are None)")
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "FeatureSegment", FEATURE_SEGMENT_KEYS)
+
+
+_FEATURE_SEGMENT_FIELDS = attrs.fields(FeatureSegment)
+FEATURE_SEGMENT_KEYS = frozenset({"id", "segment", "priority"})
 
 
 @attrs.frozen
@@ -330,30 +372,37 @@ _IDENTITY_FIELDS = attrs.fields(Identity)
 
 @attrs.frozen
 class MultivariateOption:
-    """One of a multivariate feature's possible values."""
+    """One of a multivariate feature's possible values. ``extra``: keys of a decoded option flaghooks does not
+    model (MODERN writes them back)."""
 
     # Validated in one pass in __attrs_post_init__ (decoding builds one per multivariate value).
     id: int
     value: FlagValue
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if type(self.id) is not int:
             _id(self, _OPTION_FIELDS.id, self.id)
         if self.value is not None and type(self.value) not in _PLAIN_VALUES:
             _flag_value(self, _OPTION_FIELDS.value, self.value)
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "MultivariateOption", OPTION_KEYS)
 
 
 _OPTION_FIELDS = attrs.fields(MultivariateOption)
+OPTION_KEYS = frozenset({"id", "value"})
 
 
 @attrs.frozen
 class MultivariateValue:
-    """The share of identities that get one option, in percent: 0 to 100, kept as given (``50``, ``30.0``)."""
+    """The share of identities that get one option, in percent: 0 to 100, kept as given (``50``, ``30.0``).
+    ``extra``: keys of a decoded value flaghooks does not model (MODERN writes them back)."""
 
     # Validated in one pass in __attrs_post_init__ (decoding builds several per state).
     id: int
     option: MultivariateOption
     percentage_allocation: float | int
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         fields = _MV_FIELDS
@@ -365,9 +414,13 @@ class MultivariateValue:
         kind = type(share)
         if (kind is not int and kind is not float) or not 0 <= share <= 100:  # NaN fails the range too
             _percentage(self, fields.percentage_allocation, share)
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "MultivariateValue", MV_KEYS)
 
 
 _MV_FIELDS = attrs.fields(MultivariateValue)
+# The keys a multivariate value writes (the option travels as multivariate_feature_option).
+MV_KEYS = frozenset({"id", "multivariate_feature_option", "percentage_allocation"})
 
 
 # Float allocations such as 33.33 + 33.33 + 33.34 may sum to a hair over 100.
@@ -406,6 +459,7 @@ class FeatureState:
     override (never both of the last two).
 
     ``value`` is Flagsmith's ``feature_state_value``; ``id`` is the feature state's database id when known.
+    ``extra`` holds the keys of a decoded state object that flaghooks does not model (MODERN writes them back).
     """
 
     # Validated in one pass in __attrs_post_init__: two states are built per event, and per-field validator
@@ -418,6 +472,7 @@ class FeatureState:
     feature_segment: FeatureSegment | None = None
     identity: Identity | None = None
     multivariate_values: tuple[MultivariateValue, ...] = ()
+    extra: Mapping[str, Any] = NO_EXTRA
 
     def __attrs_post_init__(self) -> None:
         fields = _STATE_FIELDS
@@ -449,9 +504,25 @@ class FeatureState:
         values = self.multivariate_values
         if values or type(values) is not tuple:
             _multivariate_values(self, fields.multivariate_values, values)
+        if self.extra is not NO_EXTRA:
+            _set_extra(self, "FeatureState", STATE_KEYS)
 
 
 _STATE_FIELDS = attrs.fields(FeatureState)
+# The keys a state writes in either format (the value travels as feature_state_value, ...).
+STATE_KEYS = frozenset(
+    {
+        "enabled",
+        "environment",
+        "feature",
+        "feature_segment",
+        "feature_state_value",
+        "id",
+        "identity",
+        "identity_identifier",
+        "multivariate_feature_state_values",
+    }
+)
 
 
 @attrs.frozen

@@ -14,8 +14,15 @@ from typing import Any, TypeVar
 import cattrs
 
 from ._decode_fast import FROM_ISO, ZULU
-from ._events import _TYPE_NAME, EventType, FlagChange
+from ._events import _TYPE_NAME, CHANGE_KEYS, EventType, FlagChange
+from ._extra import NO_EXTRA
 from ._models import (
+    FEATURE_KEYS,
+    FEATURE_SEGMENT_KEYS,
+    MV_KEYS,
+    OPTION_KEYS,
+    SEGMENT_KEYS,
+    STATE_KEYS,
     AuditLogEntry,
     Author,
     Environment,
@@ -30,7 +37,16 @@ from ._models import (
     Segment,
     clip,
 )
-from ._versions import VersionFeature, VersionFeatureState, VersionPublished, VersionPublisher
+from ._versions import (
+    VERSION_FEATURE_KEYS,
+    VERSION_KEYS,
+    VERSION_PUBLISHER_KEYS,
+    VERSION_STATE_KEYS,
+    VersionFeature,
+    VersionFeatureState,
+    VersionPublished,
+    VersionPublisher,
+)
 from .exceptions import PayloadError
 
 __all__ = ["parse_datetime"]
@@ -127,10 +143,11 @@ def _timestamp(value: Any) -> datetime | None:
     return None if value == "" else _datetime(value)
 
 
-def _extra(obj: dict[str, Any], modelled: frozenset[str], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+def _extra(obj: dict[str, Any], modelled: frozenset[str], optional: tuple[str, ...] = ()) -> Any:
     """The keys of ``obj`` a model does not hold: not ``modelled``, and not an ``optional`` field that is set.
     (An optional field sent as null is kept here, so that encoding writes the null back.)"""
-    return {key: value for key, value in obj.items() if key not in modelled and (key not in optional or value is None)}
+    extra = {key: value for key, value in obj.items() if key not in modelled and (key not in optional or value is None)}
+    return extra if extra else NO_EXTRA
 
 
 _PROJECT_KEYS = frozenset({"id", "name", "organisation"})
@@ -270,6 +287,7 @@ def _build_decoder() -> cattrs.Converter:
             initial_value=_get(obj, "initial_value", _flag_value),
             default_enabled=_get(obj, "default_enabled", _bool),
             description=_get(obj, "description", _optional(_str)),
+            extra=_extra(obj, FEATURE_KEYS),
         )
 
     def segment(value: Any, _: type) -> Segment:
@@ -279,6 +297,7 @@ def _build_decoder() -> cattrs.Converter:
             id=_get(obj, "id", _int),
             name=_get(obj, "name", _str),
             description=_get(obj, "description", _optional(_str), None),
+            extra=_extra(obj, SEGMENT_KEYS),
         )
 
     def feature_segment(value: Any, _: type) -> FeatureSegment:
@@ -294,11 +313,17 @@ def _build_decoder() -> cattrs.Converter:
             id=fs_id,
             segment=seg,
             priority=_get(obj, "priority", _optional(_int), None),
+            extra=_extra(obj, FEATURE_SEGMENT_KEYS),
         )
 
     def multivariate_option(value: Any, _: type) -> MultivariateOption:
         obj = _object(value)
-        return _build(MultivariateOption, id=_get(obj, "id", _int), value=_get(obj, "value", _flag_value))
+        return _build(
+            MultivariateOption,
+            id=_get(obj, "id", _int),
+            value=_get(obj, "value", _flag_value),
+            extra=_extra(obj, OPTION_KEYS),
+        )
 
     def multivariate_value(value: Any, _: type) -> MultivariateValue:
         obj = _object(value)
@@ -307,6 +332,7 @@ def _build_decoder() -> cattrs.Converter:
             id=_get(obj, "id", _int),
             option=_get(obj, "multivariate_feature_option", read_option),
             percentage_allocation=_get(obj, "percentage_allocation", _percentage),
+            extra=_extra(obj, MV_KEYS),
         )
 
     def multivariate_values(value: Any) -> tuple[MultivariateValue, ...]:
@@ -335,6 +361,7 @@ def _build_decoder() -> cattrs.Converter:
             feature_segment=_get(obj, "feature_segment", _optional(read_feature_segment)),
             identity=identity,
             multivariate_values=_get(obj, "multivariate_feature_state_values", _optional_mvs, ()),
+            extra=_extra(obj, STATE_KEYS),
         )
 
     def author(value: Any, _: type) -> Author:
@@ -368,11 +395,21 @@ def _build_decoder() -> cattrs.Converter:
 
     def version_feature(value: Any) -> VersionFeature:
         obj = _object(value)
-        return _build(VersionFeature, id=_get(obj, "id", _int), name=_get(obj, "name", _str))
+        return _build(
+            VersionFeature,
+            id=_get(obj, "id", _int),
+            name=_get(obj, "name", _str),
+            extra=_extra(obj, VERSION_FEATURE_KEYS),
+        )
 
     def version_publisher(value: Any) -> VersionPublisher:
         obj = _object(value)
-        return _build(VersionPublisher, id=_get(obj, "id", _int), email=_get(obj, "email", _str))
+        return _build(
+            VersionPublisher,
+            id=_get(obj, "id", _int),
+            email=_get(obj, "email", _str),
+            extra=_extra(obj, VERSION_PUBLISHER_KEYS),
+        )
 
     def version_state(value: Any) -> VersionFeatureState:
         obj = _object(value)
@@ -381,6 +418,7 @@ def _build_decoder() -> cattrs.Converter:
             enabled=_get(obj, "enabled", _bool),
             value=_get(obj, "value", _flag_value),
             multivariate_values=_get(obj, "multivariate_feature_state_values", _optional_mvs, ()),
+            extra=_extra(obj, VERSION_STATE_KEYS),
         )
 
     def version_states(value: Any) -> tuple[VersionFeatureState, ...]:
@@ -394,6 +432,7 @@ def _build_decoder() -> cattrs.Converter:
             feature=_get(obj, "feature", version_feature),
             published_by=_get(obj, "published_by", _optional(version_publisher), None),
             feature_states=_get(obj, "feature_states", version_states),
+            extra=_extra(obj, VERSION_KEYS),
         )
 
     def flag_change(value: Any, _: type) -> FlagChange:
@@ -406,6 +445,7 @@ def _build_decoder() -> cattrs.Converter:
             new_state=new,
             previous_state=previous,
             timestamp=_get(obj, "timestamp", _timestamp),
+            extra=_extra(obj, CHANGE_KEYS, ("previous_state",)),
         )
 
     for cls, hook in (

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
 
 from ._events import EventType, FlagChange, WebhookEvent
 from ._extra import NO_EXTRA, thaw
@@ -23,7 +22,6 @@ from ._models import (
     Environment,
     Feature,
     FeatureState,
-    MultivariateOption,
     MultivariateValue,
     Project,
     Segment,
@@ -78,10 +76,6 @@ def format_timestamp(value: datetime) -> str:
 # --- encoding -------------------------------------------------------------------------------------------
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 def _with_extra(obj: dict[str, Any], uuid: str | None, extra: Any) -> dict[str, Any]:
     if uuid is not None:
         obj["uuid"] = uuid
@@ -111,41 +105,60 @@ def _author(author: Author) -> dict[str, Any]:
     return _with_extra(obj, author.uuid, author.extra)
 
 
-def _version_published(version: VersionPublished, unstructure_mv: Any) -> dict[str, Any]:
-    """NEW_VERSION_PUBLISHED's data: one shape, the same in both formats."""
-    publisher = version.published_by
+def _segment(segment: Segment) -> dict[str, Any]:
+    obj = {"description": segment.description, "id": segment.id, "name": segment.name}
+    return obj if segment.extra is NO_EXTRA else _with_extra(obj, None, segment.extra)
 
-    def state(fs: VersionFeatureState) -> dict[str, Any]:
-        return {
-            "enabled": fs.enabled,
-            "multivariate_feature_state_values": [unstructure_mv(value) for value in fs.multivariate_values],
-            "value": fs.value,
-        }
 
-    return {
-        "feature": {"id": version.feature.id, "name": version.feature.name},
-        "feature_states": [state(fs) for fs in version.feature_states],
-        "published_by": None if publisher is None else {"email": publisher.email, "id": publisher.id},
-        "uuid": version.uuid,
+def _multivariate_value(value: MultivariateValue) -> dict[str, Any]:
+    """A multivariate value object: written only by MODERN states and NEW_VERSION_PUBLISHED, so with its extra."""
+    option = value.option
+    option_obj = {"id": option.id, "value": option.value}
+    if option.extra is not NO_EXTRA:
+        option_obj.update(thaw(option.extra))
+    obj = {
+        "id": value.id,
+        "multivariate_feature_option": option_obj,
+        "percentage_allocation": value.percentage_allocation,
     }
+    return obj if value.extra is NO_EXTRA else _with_extra(obj, None, value.extra)
+
+
+def _version_state(fs: VersionFeatureState) -> dict[str, Any]:
+    obj = {
+        "enabled": fs.enabled,
+        "multivariate_feature_state_values": [_multivariate_value(value) for value in fs.multivariate_values],
+        "value": fs.value,
+    }
+    return obj if fs.extra is NO_EXTRA else _with_extra(obj, None, fs.extra)
+
+
+def _version_published(version: VersionPublished) -> dict[str, Any]:
+    """NEW_VERSION_PUBLISHED's data: one shape, the same in both formats, extra keys included (it has no seed
+    shape to keep)."""
+    publisher, feature = version.published_by, version.feature
+    if publisher is None:
+        publisher_obj = None
+    else:
+        publisher_obj = _with_extra({"email": publisher.email, "id": publisher.id}, None, publisher.extra)
+    return _with_extra(
+        {
+            "feature": _with_extra({"id": feature.id, "name": feature.name}, None, feature.extra),
+            "feature_states": [_version_state(fs) for fs in version.feature_states],
+            "published_by": publisher_obj,
+            "uuid": version.uuid,
+        },
+        None,
+        version.extra,
+    )
 
 
 def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
     conv = cattrs.Converter()
     classic = fmt is PayloadFormat.CLASSIC
     conv.register_unstructure_hook(datetime, format_datetime)
-    plain = override(unstruct_hook=_identity)
-    conv.register_unstructure_hook(Segment, make_dict_unstructure_fn(Segment, conv))
-    conv.register_unstructure_hook(MultivariateOption, make_dict_unstructure_fn(MultivariateOption, conv, value=plain))
-    conv.register_unstructure_hook(
-        MultivariateValue,
-        make_dict_unstructure_fn(
-            MultivariateValue,
-            conv,
-            option=override(rename="multivariate_feature_option"),
-            percentage_allocation=plain,
-        ),
-    )
+    conv.register_unstructure_hook(Segment, _segment)
+    conv.register_unstructure_hook(MultivariateValue, _multivariate_value)
 
     # Hand-tuned: features are encoded twice per event. The project is reduced as the format wants.
     def unstructure_feature(feature: Feature) -> dict[str, Any]:
@@ -156,7 +169,7 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
             project_obj = {"id": project.id, "name": project.name}
         else:
             project_obj = _project(project, organisation=False)
-        return {
+        obj = {
             "created_date": format_datetime(feature.created_date),
             "default_enabled": feature.default_enabled,
             "description": feature.description,
@@ -166,6 +179,9 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
             "project": project_obj,
             "type": feature.type,
         }
+        if feature.extra is not NO_EXTRA and not classic:
+            obj.update(thaw(feature.extra))
+        return obj
 
     conv.register_unstructure_hook(Feature, unstructure_feature)
 
@@ -209,8 +225,6 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
         )
 
     conv.register_unstructure_hook(AuditLogEntry, unstructure_audit)
-    unstructure_mv = conv.get_unstructure_hook(MultivariateValue)
-    unstructure_segment = conv.get_unstructure_hook(Segment)
 
     # Hand-tuned: a state is encoded twice per event, the hot path of every delivery.
     def classic_state(state: FeatureState) -> dict[str, Any]:
@@ -244,14 +258,16 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
                 "feature_segment",
             )
         else:
-            feature_segment = {"segment": unstructure_segment(fs.segment), "priority": fs.priority}
+            feature_segment = {"segment": _segment(fs.segment), "priority": fs.priority}
+            if fs.extra is not NO_EXTRA:
+                feature_segment.update(thaw(fs.extra))
         identity = state.identity
         environment = state.environment
         if environment.extra is NO_EXTRA and environment.uuid is None and environment.api_key is None:
             environment_obj = {"id": environment.id, "name": environment.name}
         else:
             environment_obj = _environment(environment)
-        return {
+        obj = {
             "enabled": state.enabled,
             "environment": environment_obj,
             "feature": unstructure_feature(state.feature),
@@ -259,8 +275,11 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
             "feature_state_value": state.value,
             "identity": None if identity is None else identity.id,
             "identity_identifier": None if identity is None else identity.identifier,
-            "multivariate_feature_state_values": [unstructure_mv(value) for value in state.multivariate_values],
+            "multivariate_feature_state_values": [_multivariate_value(value) for value in state.multivariate_values],
         }
+        if state.extra is not NO_EXTRA:
+            obj.update(thaw(state.extra))
+        return obj
 
     state_hook = classic_state if classic else modern_state
     timestamp = format_timestamp if classic else format_datetime
@@ -282,14 +301,13 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
                 data["previous_state"] = state_hook(previous)
             except PayloadError as exc:
                 raise exc.within("previous_state") from None
+        if change.extra is not NO_EXTRA and not classic:
+            data.update(thaw(change.extra))
         return data
 
     conv.register_unstructure_hook(FlagChange, flag_change)
 
-    def version_published(version: VersionPublished) -> dict[str, Any]:
-        return _version_published(version, unstructure_mv)
-
-    conv.register_unstructure_hook(VersionPublished, version_published)
+    conv.register_unstructure_hook(VersionPublished, _version_published)
 
     def event(event: WebhookEvent) -> dict[str, Any]:
         data, kind = event.data, event.event_type
@@ -301,10 +319,13 @@ def _build_encoder(fmt: PayloadFormat) -> cattrs.Converter:
             elif type(data) is AuditLogEntry:
                 body = unstructure_audit(data)
             else:
-                body = version_published(data)  # type: ignore[arg-type]
+                body = _version_published(data)  # type: ignore[arg-type]
         except PayloadError as exc:
             raise exc.within("data") from None
-        return {"data": body, "event_type": kind.value if type(kind) is EventType else kind}
+        obj = {"data": body, "event_type": kind.value if type(kind) is EventType else kind}
+        if event.extra is not NO_EXTRA and not classic:
+            obj.update(thaw(event.extra))
+        return obj
 
     conv.register_unstructure_hook(WebhookEvent, event)
     return conv
@@ -331,13 +352,14 @@ def encode(event: WebhookEvent, format: PayloadFormat = PayloadFormat.CLASSIC) -
     - multivariate values of a state (dropped), and the segment, its priority and names of the environment and
       of the feature's project (only ids travel);
     - an audit entry's ``id``, ``related_object_uuid`` and ``is_system_event``;
-    - ``uuid``, ``api_key`` and ``extra`` keys of any object;
+    - ``uuid``, ``api_key`` and ``extra`` keys of any object (of the event, a flag change, its states and their
+      feature, project, environment, segment and multivariate values, or of an audit entry and the objects in it);
     - a ``data.timestamp`` below milliseconds (truncated).
 
-    ``MODERN`` cannot express a segment override without a ``segment`` (raises :class:`PayloadError`) nor a
-    state's ``id``. NEW_VERSION_PUBLISHED and event types flaghooks does not know are written the same in both
-    formats. An unknown ``timestamp`` (``None``) is written as ``""``. Raises ``TypeError`` when ``event`` is not
-    a :class:`WebhookEvent`.
+    ``MODERN`` cannot express a segment override without a ``segment`` (raises :class:`PayloadError`), a state's
+    ``id`` nor a ``FeatureSegment.id``. NEW_VERSION_PUBLISHED (its ``extra`` keys included) and event types
+    flaghooks does not know are written the same in both formats. An unknown ``timestamp`` (``None``) is written
+    as ``""``. Raises ``TypeError`` when ``event`` is not a :class:`WebhookEvent`.
     """
     try:
         unstructure = _ENCODE_EVENT[format]
