@@ -385,3 +385,12 @@ def test_withhold_secrets_hides_header_values_and_their_words() -> None:
     assert withhold_secrets("quoted 's3cr3t-t0ken' alone", request) == "quoted '***' alone"
     assert withhold_secrets("abc stays: too short to be a secret", request) == "abc stays: too short to be a secret"
     assert withhold_secrets("sent application/json", request) == "sent application/json"
+
+
+def test_a_proxy_manager_is_refused_not_ignored() -> None:
+    """A ProxyManager as pool= would have its proxy silently bypassed (the transport connects to the checked
+    address): it is a ConfigError saying so."""
+    import urllib3
+
+    with pytest.raises(ConfigError, match="must not be a urllib3.ProxyManager"):
+        HttpTransport(pool=urllib3.ProxyManager("http://127.0.0.1:3128/"))

@@ -282,6 +282,13 @@ class HttpTransport(Transport):
             raise ConfigError("HttpTransport.allow_private_addresses must be a bool")
         if pool is not None and not isinstance(pool, urllib3.PoolManager):
             raise ConfigError(f"HttpTransport.pool must be a urllib3.PoolManager, got {type(pool).__name__}")
+        if isinstance(pool, urllib3.ProxyManager):
+            # Its settings would be taken and its proxy silently ignored: the transport connects to the address
+            # the SSRF policy checked, never through a proxy. Say so instead.
+            raise ConfigError(
+                "HttpTransport.pool must not be a urllib3.ProxyManager: HttpTransport connects to the address "
+                "its SSRF policy checked and does not send through a proxy (write a Transport for that)"
+            )
         self._policy = AddressPolicy(enabled=not allow_private_addresses, allowed_networks=allowed_networks)
         # The manager is where settings come from (its connection_pool_kw: TLS trust, maxsize, block, ...);
         # the pools themselves are this transport's, one per destination, looked up without urllib3's key
