@@ -392,5 +392,5 @@ def test_a_proxy_manager_is_refused_not_ignored() -> None:
     address): it is a ConfigError saying so."""
     import urllib3
 
-    with pytest.raises(ConfigError, match="must not be a urllib3.ProxyManager"):
+    with pytest.raises(ConfigError, match=r"must not be a urllib3\.ProxyManager"):
         HttpTransport(pool=urllib3.ProxyManager("http://127.0.0.1:3128/"))
