@@ -1036,3 +1036,47 @@ class TestFastPathSharing:
         """The fast path sets FlagChange's and WebhookEvent's fields itself: exactly the classes' fields."""
         assert tuple(field.name for field in attrs.fields(FlagChange)) == CHANGE_FIELDS
         assert tuple(field.name for field in attrs.fields(WebhookEvent)) == EVENT_FIELDS
+
+
+# --- hostile nesting in keys flaghooks keeps -------------------------------------------------------------------
+
+
+def _nested(depth: int) -> Any:
+    return json.loads("[" * depth + "]" * depth)
+
+
+@pytest.mark.parametrize("level", ["envelope", "data", "state", "feature", "environment"])
+def test_deeply_nested_unknown_keys_are_a_payload_error(level: str) -> None:
+    """A valid JSON body whose unknown key nests 500 levels (the JSON parser takes about 1,000) is a PayloadError
+    at that key, never a RecursionError; 64 levels are kept and written back. Decoding from deep in a caller's
+    stack (a framework's) decides the same."""
+    import sys
+
+    def body_with(depth: int) -> bytes:
+        document = json.loads(flagsmith_body("flag_updated.environment_default"))
+        state = document["data"]["new_state"]
+        holder = {
+            "envelope": document,
+            "data": document["data"],
+            "state": state,
+            "feature": state["feature"],
+            "environment": state["environment"],
+        }[level]
+        holder["zz_future"] = _nested(depth)
+        return json.dumps(document, sort_keys=True).encode()
+
+    kept = body_with(64)
+    assert encode(decode(kept), PayloadFormat.MODERN) == kept
+    hostile = body_with(500)
+    with pytest.raises(PayloadError, match="deeper than 64 levels") as caught:
+        decode(hostile)
+    assert caught.value.path.endswith("extra")
+
+    def from_deep_in_a_stack(frames: int) -> None:
+        if frames:
+            return from_deep_in_a_stack(frames - 1)
+        with pytest.raises(PayloadError):
+            decode(hostile)
+        return None
+
+    from_deep_in_a_stack(min(300, sys.getrecursionlimit() // 3))
