@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 from datetime import UTC, datetime, timedelta, timezone
 
 import attrs
