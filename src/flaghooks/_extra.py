@@ -11,10 +11,15 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["NO_EXTRA", "Extra", "thaw"]
+__all__ = ["MAX_DEPTH", "NO_EXTRA", "Extra", "thaw"]
+
+MAX_DEPTH = 64
+"""How deeply an extra value may nest (objects and arrays). The JSON parser accepts about 1,000 levels, and
+freezing, hashing and encoding recurse: a bound that does not depend on the caller's stack keeps a hostile body
+a PayloadError rather than a RecursionError. No Flagsmith payload nests more than a few levels."""
 
 
-def _freeze(value: Any, where: str) -> Any:
+def _freeze(value: Any, where: str, depth: int = 0) -> Any:
     kind = type(value)
     if value is None or kind is str or kind is bool or kind is int:
         return value
@@ -22,10 +27,12 @@ def _freeze(value: Any, where: str) -> Any:
         if not math.isfinite(value):
             raise ValueError(f"{where} is {value!r}, which JSON cannot carry")
         return value
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_DEPTH:
+        raise ValueError(f"{where} nests objects or arrays deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
-        return value if kind is Extra else Extra(value, where=where)
+        return value if kind is Extra else Extra(value, where=where, _depth=depth + 1)
     if kind is list or kind is tuple:
-        return tuple(_freeze(item, f"{where}[{index}]") for index, item in enumerate(value))
+        return tuple(_freeze(item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value))
     if isinstance(value, str):  # subclasses (a StrEnum, ...) travel as their plain value
         return str(value)
     if isinstance(value, int):
@@ -46,7 +53,7 @@ class Extra(Mapping[str, Any]):
 
     __slots__ = ("_data", "_hash")
 
-    def __init__(self, data: Mapping[str, Any] | None = None, *, where: str = "extra") -> None:
+    def __init__(self, data: Mapping[str, Any] | None = None, *, where: str = "extra", _depth: int = 0) -> None:
         frozen: dict[str, Any] = {}
         if data is not None:
             if not isinstance(data, Mapping):
@@ -54,7 +61,7 @@ class Extra(Mapping[str, Any]):
             for key, value in data.items():
                 if type(key) is not str:
                     raise TypeError(f"{where} keys must be strings, got {type(key).__name__} {key!r}")
-                frozen[key] = _freeze(value, f"{where}[{key!r}]")
+                frozen[key] = _freeze(value, f"{where}[{key!r}]", _depth)
         self._data = frozen
         self._hash: int | None = None
 
