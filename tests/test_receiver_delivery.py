@@ -203,6 +203,22 @@ class TestBodies:
         assert status == "400 Bad Request" and answer == {"error": "invalid Content-Length"}
         assert len(receiver.cache) == 0
 
+    @pytest.mark.parametrize(
+        ("length", "status"),
+        [
+            ("9" * 4301, "413 Content Too Large"),  # int() refuses over 4,300 digits
+            ("9" * 100_000, "413 Content Too Large"),
+            ("0" * 5000 + str(len(BODY)), "200 OK"),  # leading zeros: the length it says
+            ("0" * 5000 + "1048577", "413 Content Too Large"),
+        ],
+        ids=["4301-digits", "100k-digits", "leading-zeros", "zeros-then-over"],
+    )
+    def test_very_long_length(self, length: str, status: str) -> None:
+        """A Content-Length of thousands of digits is judged by its value without int() of the whole text (which
+        raises past 4,300 digits): over the limit is 413, a small value behind zeros is read as itself."""
+        receiver = WebhookReceiver(secret=SECRET)
+        assert call(receiver, environ_for(BODY, flagsmith_signed(BODY), CONTENT_LENGTH=length))[0] == status
+
     def test_superscript_length_through_a_server(self, serve: Any) -> None:
         """A "Content-Length: \N{SUPERSCRIPT TWO}" sent to a real server is answered 400, and the server goes on."""
         receiver = WebhookReceiver(secret=SECRET)
