@@ -383,7 +383,8 @@ def test_withhold_secrets_hides_header_values_and_their_words() -> None:
     )
     assert withhold_secrets("bad value b'Bearer s3cr3t-t0ken\\n'", request) == "bad value b'***\\n'"
     assert withhold_secrets("quoted 's3cr3t-t0ken' alone", request) == "quoted '***' alone"
-    assert withhold_secrets("abc stays: too short to be a secret", request) == "abc stays: too short to be a secret"
+    # A short value is withheld where it stands alone, not inside other words.
+    assert withhold_secrets("abc alone, abcdef and xabc stay", request) == "*** alone, abcdef and xabc stay"
     assert withhold_secrets("sent application/json", request) == "sent application/json"
 
 
@@ -394,3 +395,12 @@ def test_a_proxy_manager_is_refused_not_ignored() -> None:
 
     with pytest.raises(ConfigError, match=r"must not be a urllib3\.ProxyManager"):
         HttpTransport(pool=urllib3.ProxyManager("http://127.0.0.1:3128/"))
+
+
+def test_withhold_secrets_short_secrets_and_the_url() -> None:
+    """Short secrets and URL credentials are withheld too (a custom transport's error quoting its request): a
+    4-character API key, a 5-character password; the URL itself is shown as its label."""
+    endpoint = Endpoint("https://bob:pw123@hooks.example.com/in", secret="s3c", headers={"X-Api-Key": "ak_42"})
+    request = DeliveryRequest(endpoint.url, b"{}", {}, 1.0, endpoint, documented_flag_event())
+    text = withhold_secrets(f"auth refused for key ak_42 with s3c at {endpoint.url} (user bob, pw123)", request)
+    assert text == "auth refused for key *** with *** at https://***@hooks.example.com/in (user ***, ***)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
+import re
 import urllib.parse
 from collections.abc import Mapping
 from types import TracebackType
@@ -143,6 +144,8 @@ class Transport(abc.ABC):
 
 
 def _secret_words(request: DeliveryRequest) -> list[str]:
+    """What must not be shown: every secret value whole, whatever its length, and the words of a value where
+    they are long enough to be worth hiding (longest first: a whole value before its words)."""
     endpoint = request.endpoint
     values = [value for name, value in request.headers.items() if name.lower() in _SIGNATURE_HEADERS]
     values += endpoint.headers.values()
@@ -152,18 +155,32 @@ def _secret_words(request: DeliveryRequest) -> list[str]:
     for url in {request.url, endpoint.url}:
         authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
         userinfo = authority.rpartition("@")[0]
-        for part in userinfo.split(":"):
-            values += (part, urllib.parse.unquote(part))
-    words = {word for value in values for word in (value, *value.split()) if len(word) >= _SHORTEST_WITHHELD}
-    return sorted(words, key=len, reverse=True)  # a whole value before its words
+        if userinfo:
+            values += (userinfo, urllib.parse.unquote(userinfo))
+            for part in userinfo.split(":"):
+                values += (part, urllib.parse.unquote(part))
+    words = {value for value in values if value}
+    words.update(word for value in values for word in value.split() if len(word) >= _SHORTEST_WITHHELD)
+    return sorted(words, key=len, reverse=True)
 
 
 def withhold_secrets(text: str, request: DeliveryRequest) -> str:
     """``text`` without anything secret about ``request``: signatures, the endpoint's secrets and extra header
-    values, the URL's user information (each also word by word). Errors from below, or from a custom
+    values, the URL's user information (each whole, and word by word). Errors from below, or from a custom
     transport, may quote what they were given; this is applied to every error text before it is recorded.
+
+    The URLs are first shown as their labels (user information as ``***``); a secret shorter than
+    6 characters is then withheld only where it stands alone (``pw1`` in ``key pw1``, not in ``pw123abc``), so
+    that a short secret cannot blank out every word containing it.
     """
+    for url in {request.url, request.endpoint.url}:
+        if url in text:
+            text = text.replace(url, redact_url(url))
     for word in _secret_words(request):
-        if word in text:
+        if word not in text:
+            continue
+        if len(word) >= _SHORTEST_WITHHELD:
             text = text.replace(word, "***")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(word)}(?![A-Za-z0-9])", "***", text)
     return text
