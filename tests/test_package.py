@@ -114,3 +114,19 @@ def test_version_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _version._read() == version("flaghooks")
     monkeypatch.setattr(_version, "version", missing)
     assert _version._read() == _version.UNKNOWN == "0+unknown"
+
+
+def test_imports_where_the_platform_has_no_fork() -> None:
+    """flaghooks imports, and makes ids and deliveries, on a platform without os.register_at_fork (Windows)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os; del os.register_at_fork\n"
+        "import flaghooks\n"
+        "from flaghooks.transports import HttpTransport\n"
+        "HttpTransport().close()\n"
+        "print(flaghooks.flag_changed.__name__, 'ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "flag_changed ok", done.stderr
