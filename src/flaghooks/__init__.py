@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from ._background import BackgroundDelivery
+from ._breaker import Breaker, HealthChange
 from ._changes import Action, Scope, StateChange, diff_states
 from ._decode import decode
 from ._dispatch import Delivery, DeliveryResult, Webhooks
@@ -42,6 +44,8 @@ __all__ = [
     "Action",
     "AuditLogEntry",
     "Author",
+    "BackgroundDelivery",
+    "Breaker",
     "ConfigError",
     "Delivery",
     "DeliveryResult",
@@ -55,6 +59,7 @@ __all__ = [
     "FlagChange",
     "FlagValue",
     "FlaghooksError",
+    "HealthChange",
     "Identity",
     "MultivariateOption",
     "MultivariateValue",

@@ -415,8 +415,7 @@ class Webhooks:
             # retrying only delays the caller. Permanent, and named so the author finds it.
             return AttemptResult(
                 None,
-                f"TypeError: {type(transport).__name__}.send returned {type(result).__name__}, "
-                "not an AttemptResult",
+                f"TypeError: {type(transport).__name__}.send returned {type(result).__name__}, not an AttemptResult",
                 time.monotonic() - started,
                 permanent=True,
             )
