@@ -155,6 +155,34 @@ class TestPublishing:
         assert len(results.results) == 4 and all(r.ok for r in results.results)
         assert audit_log_created  # the module-level builder is what the helper uses
 
+    def test_nothing_to_deliver_starts_nothing(self) -> None:
+        """An event that routes nowhere queues nothing and starts no worker; flush() without a timeout returns."""
+        background = BackgroundDelivery(Webhooks(transport=RecordingTransport()))
+        assert background.publish(event(1)) == [] and background._threads == []
+        assert background.flush() is True
+        background.close()
+
+    def test_closed_while_planning(self) -> None:
+        """A close() that lands while publish is planning (here from on_result, which plan calls for an event a
+        format cannot express) makes that publish raise ConfigError; nothing is queued."""
+        from cases import BETA
+        from flaghooks import FeatureSegment, PayloadFormat, flag_changed
+
+        background: BackgroundDelivery | None = None
+
+        def close_now(result: object) -> None:
+            assert background is not None
+            background.close()
+
+        webhooks = Webhooks(transport=RecordingTransport(), on_result=close_now)
+        webhooks.subscribe(Endpoint("https://classic.example/"), environment=ENV)
+        webhooks.subscribe(Endpoint("https://modern.example/", format=PayloadFormat.MODERN), environment=ENV)
+        background = BackgroundDelivery(webhooks)
+        segment = banner_state(feature_segment=FeatureSegment(segment=BETA))
+        with pytest.raises(ConfigError, match="closed"):
+            background.publish(flag_changed(None, segment))
+        assert background.stats()["queued"] == 0
+
     def test_publish_after_close_is_refused(self) -> None:
         """A closed BackgroundDelivery takes nothing: publish raises ConfigError."""
         webhooks = Webhooks(transport=RecordingTransport())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from background_helpers import ENV, Results, event, local
 from flaghooks import BackgroundDelivery, Breaker, Endpoint, RetryPolicy, Webhooks
 from flaghooks.testing import RecordingTransport
@@ -135,15 +137,19 @@ def test_a_success_resets_the_count() -> None:
     assert results.health == [] and [r.ok for r in results.results] == [False, True, False, True]
 
 
-def test_in_flight_attempts_of_a_disabled_endpoint_end_once() -> None:
-    """With two attempts in flight, a 410 on one disables the endpoint; the other's retryable failure then ends
-    its delivery (no retry to a disabled endpoint), with that reason."""
+@pytest.mark.parametrize(("other", "error"), [(503, "endpoint disabled: it answered 410 Gone"), (400, "HTTP 400")])
+def test_in_flight_attempts_of_a_disabled_endpoint_end_once(other: int, error: str) -> None:
+    """With two attempts in flight, a 410 on one disables the endpoint; the other's outcome then ends its
+    delivery: a retryable one with the disabling reason (no retry to a disabled endpoint), a final one as is."""
     results = Results()
     both_started = threading.Barrier(2)
 
     def answer(request: DeliveryRequest) -> int:
         both_started.wait(10)
-        return 410 if request.event.id == "evt_0" else 503
+        if request.event.id == "evt_0":
+            return 410
+        results.wait_for(lambda: any(r.status == 410 for r in results.results))
+        return other
 
     webhooks = Webhooks(transport=RecordingTransport(answer), on_result=results)
     webhooks.subscribe(Endpoint("https://a.example/"), environment=ENV)
@@ -153,5 +159,53 @@ def test_in_flight_attempts_of_a_disabled_endpoint_end_once() -> None:
         assert background.flush(60)
     ends = {r.event_id: r for r in results.results}
     assert ends["evt_0"].status == 410 and ends["evt_0"].endpoint_disabled
-    assert ends["evt_1"].attempts == 1 and ends["evt_1"].error == "endpoint disabled: it answered 410 Gone"
+    assert ends["evt_1"].attempts == 1 and ends["evt_1"].error == error and ends["evt_1"].endpoint_disabled
     assert [change.state for change in results.health] == ["disabled"]
+
+
+def test_a_success_already_in_flight_closes_a_tripped_breaker() -> None:
+    """With two attempts in flight, one failure trips the breaker; the other's success, arriving while the lane
+    is paused, closes it again (recovered), and the pause's timer then finds nothing to do."""
+    results = Results()
+    background: BackgroundDelivery | None = None
+    first_failed = threading.Event()
+
+    def answer(request: DeliveryRequest) -> int:
+        assert background is not None
+        if request.event.id == "evt_0":
+            first_failed.set()
+            return 500
+        first_failed.wait(10)
+        results.wait_for(lambda: [change.state for change in results.health] == ["failing"])
+        return 200
+
+    webhooks = Webhooks(transport=RecordingTransport(answer), retry=ONCE, on_result=results)
+    webhooks.subscribe(Endpoint("https://a.example/"), environment=ENV)
+    breaker = Breaker(failures=1, cooldown=0.2)
+    background = BackgroundDelivery(webhooks, per_endpoint=2, breaker=breaker, on_health=results.on_health)
+    background.publish(event(0))
+    background.publish(event(1))
+    assert background.flush(60)
+    results.wait_for(lambda: not background._timers)  # the stale pause timer fired and was ignored
+    assert [change.state for change in results.health] == ["failing", "recovered"]
+    assert background.stats()["paused_lanes"] == 0
+    background.close()
+
+
+def test_a_retry_of_a_disabled_endpoint_is_not_attempted() -> None:
+    """A delivery waiting for its retry when a 410 disables its endpoint ends at once with that reason; its
+    timer, when it comes, attempts nothing."""
+    results = Results()
+    transport = RecordingTransport([503, 410])
+    webhooks = Webhooks(transport=transport, retry=RetryPolicy(attempts=3, backoff=0.05, jitter=0), on_result=results)
+    webhooks.subscribe(Endpoint("https://a.example/"), environment=ENV)
+    background = BackgroundDelivery(webhooks)
+    background.publish(event(0))
+    background.publish(event(1))
+    assert background.flush()
+    results.wait_for(lambda: not background._timers)
+    background.close()
+    assert len(transport.requests) == 2
+    ends = {r.event_id: r for r in results.results}
+    assert ends["evt_0"].error == "endpoint disabled: it answered 410 Gone" and ends["evt_0"].attempts == 1
+    assert ends["evt_1"].status == 410

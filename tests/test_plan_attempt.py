@@ -283,3 +283,20 @@ class TestDeliver:
             [result] = webhooks.publish(event(1))
             assert result.ok and re.fullmatch(r"dlv_[A-Za-z0-9_]+", result.delivery_id or "")
             assert re.fullmatch(r"dlv_\w+", webhooks.ping(server.url("/p")).delivery_id or "")
+
+
+def test_signers_are_kept_for_a_bounded_number_of_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signing keys and static headers are worked out once per endpoint and kept, up to a bound; past it the
+    cache starts again (attempts to endpoints that come and go never grow it without end)."""
+    from flaghooks import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_SIGNERS_KEPT", 2)
+    webhooks = Webhooks(transport=RecordingTransport())
+    for name in "abc":
+        webhooks.subscribe(Endpoint(f"https://{name}.example/", secret="s3cret"), environment=ENV)
+    planned = webhooks.plan(event(1))
+    for delivery in planned:
+        assert webhooks.attempt(delivery).status == 200
+    assert len(webhooks._signers) == 1
+    webhooks.unsubscribe(planned[2].endpoint)
+    assert webhooks._signers == {}

@@ -294,7 +294,7 @@ class BackgroundDelivery:
         while ready:
             lane = ready.popleft()
             lane.in_ready = False
-            if not self._can_start(lane):
+            if not self._can_start(lane):  # pragma: no cover - paused or filled since it was made ready (a race)
                 continue
             job = lane.due.popleft() if lane.due else lane.queue.popleft()
             self._queued -= 1
@@ -413,8 +413,9 @@ class BackgroundDelivery:
         lane.waiting.clear()
         lane.paused_until = None
         self._health(lane, "disabled", reason, reports)
-        if self._lanes.get(lane.endpoint) is lane:
-            del self._lanes[lane.endpoint]  # subscribed again, the endpoint starts with a fresh lane
+        # A lane with an attempt in flight is never idle, so it is still this endpoint's: remove it, and an
+        # endpoint subscribed again starts with a fresh lane.
+        self._lanes.pop(lane.endpoint, None)
 
     # --- workers -------------------------------------------------------------------------------------
 
@@ -549,15 +550,12 @@ class BackgroundDelivery:
             lane.due.clear()
             lane.queue.clear()
             lane.waiting.clear()
-        count = 0
-        for job in jobs:
-            if not job.done:
-                self._end(job, reports, None, ABANDONED)
-                count += 1
+        for job in jobs:  # none has ended: an ended job is in no lane and not running
+            self._end(job, reports, None, ABANDONED)
         self._queued = self._waiting = 0
         self._ready.clear()
         self._timers.clear()
-        return count
+        return len(jobs)
 
     def stats(self) -> dict[str, int]:
         """Counts now: ``queued``, ``in_flight``, ``waiting_to_retry``, ``paused_lanes``; and since the start:
