@@ -38,6 +38,7 @@ _USER_AGENT = USER_AGENT  # where the tests read it
 
 ScopeKey = tuple[str, int]
 _SIGNERS_KEPT = 4096  # signers cached for endpoints; the cache is emptied when it grows past this
+_ROUTES_KEPT = 4096  # routes cached by (event type, environment, organisation), likewise
 _DEBUG = logging.DEBUG
 
 
@@ -116,6 +117,7 @@ class Webhooks:
         self._memberships: dict[Endpoint, dict[ScopeKey, None]] = {}
         self._gone: set[Endpoint] = set()  # disabled (a 410, a breaker) until subscribed again
         self._signers: dict[Endpoint, Signer] = {}
+        self._routes: dict[tuple[EventType | str, int | None, int | None], tuple[Endpoint, ...]] = {}
         self._random = random.Random()  # noqa: S311 - jitter, not cryptography
 
     # --- subscriptions -------------------------------------------------------------------------------
@@ -142,6 +144,7 @@ class Webhooks:
             self._scopes.setdefault(scope, {})[endpoint] = None  # again: keeps its place in the order
             self._memberships.setdefault(endpoint, {})[scope] = None
             self._gone.discard(endpoint)
+            self._routes.clear()
 
     def unsubscribe(self, endpoint: Endpoint) -> None:
         """Remove ``endpoint`` from every scope (nothing happens if it was not subscribed)."""
@@ -152,6 +155,7 @@ class Webhooks:
                 if not endpoints:
                     del self._scopes[scope]
             self._gone.discard(endpoint)
+            self._routes.clear()
             self._signers.pop(endpoint, None)
 
     def endpoints(self, *, environment: int | None = None, organisation: int | None = None) -> list[Endpoint]:
@@ -168,15 +172,13 @@ class Webhooks:
 
     def _route(self, event: WebhookEvent, environment: int | None, organisation: int | None) -> list[Endpoint]:
         data = event.data
-        scopes: list[ScopeKey] = []
+        env: int | None = None
+        org: int | None = None
         if isinstance(data, FlagChange):
             state = data.new_state if data.new_state is not None else data.previous_state
             assert state is not None  # a FlagChange always has one
             env = environment if environment is not None else state.environment.id
             org = organisation if organisation is not None else state.feature.project.organisation
-            scopes.append(("environment", env))
-            if org is not None:
-                scopes.append(("organisation", org))
         elif isinstance(data, AuditLogEntry):
             if environment is not None:
                 raise ConfigError("AUDIT_LOG_CREATED goes to organisation endpoints; environment= does not apply")
@@ -188,14 +190,13 @@ class Webhooks:
                     "AUDIT_LOG_CREATED goes to an organisation's endpoints and no organisation is known: "
                     "set the entry's project organisation or pass organisation="
                 )
-            scopes.append(("organisation", org))
         elif event.event_type == "NEW_VERSION_PUBLISHED":
             # Flagsmith sends it to environment web hooks only, and its payload names no environment.
             if organisation is not None:
                 raise ConfigError("NEW_VERSION_PUBLISHED goes to environment endpoints; organisation= does not apply")
             if environment is None:
                 raise ConfigError("NEW_VERSION_PUBLISHED carries no environment id: pass environment= to publish it")
-            scopes.append(("environment", environment))
+            env = environment
         else:
             # An event type flaghooks does not know: nothing in its data can be trusted to name a scope.
             if environment is None and organisation is None:
@@ -203,10 +204,22 @@ class Webhooks:
                     f"{event.event_type} is an event type flaghooks does not route by itself: "
                     "pass environment= or organisation= (or both) to publish it"
                 )
-            if environment is not None:
-                scopes.append(("environment", environment))
-            if organisation is not None:
-                scopes.append(("organisation", organisation))
+            env, org = environment, organisation
+        # Routes are cached by what decides them, and the cache is emptied under the lock whenever a
+        # subscription or a disabled endpoint changes them: a publish reads one dict instead of taking the lock.
+        key = (event.event_type, env, org)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._compute_route(key)
+        return list(route)
+
+    def _compute_route(self, key: tuple[EventType | str, int | None, int | None]) -> tuple[Endpoint, ...]:
+        event_type, env, org = key
+        scopes = []
+        if env is not None:
+            scopes.append(("environment", env))
+        if org is not None:
+            scopes.append(("organisation", org))
         chosen: dict[Endpoint, None] = {}
         with self._lock:
             for scope in scopes:
@@ -215,10 +228,14 @@ class Webhooks:
                         continue
                     # An endpoint's events holds EventType members, which equal their names as str; an
                     # unknown type (a plain str) is in no such set, so it reaches only endpoints taking all.
-                    if endpoint.events is not None and event.event_type not in endpoint.events:
+                    if endpoint.events is not None and event_type not in endpoint.events:
                         continue
                     chosen[endpoint] = None
-        return list(chosen)
+            route = tuple(chosen)
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
 
     def _plan(
         self, event: WebhookEvent, environment: int | None, organisation: int | None
@@ -503,6 +520,7 @@ class Webhooks:
         """Skip ``endpoint`` in routing until it is subscribed again."""
         with self._lock:
             self._gone.add(endpoint)
+            self._routes.clear()
         logger.warning("endpoint %s disabled until subscribed again: %s", endpoint.label, reason)
 
     def _report(self, result: DeliveryResult) -> DeliveryResult:
