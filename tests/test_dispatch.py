@@ -483,7 +483,7 @@ class TestRoutingOtherKinds:
         self.webhooks.subscribe(A, organisation=7)
 
     def route(self, event: WebhookEvent, **scope: int) -> list[Endpoint]:
-        return self.webhooks._route(event, scope.get("environment"), scope.get("organisation"))
+        return list(self.webhooks._route(event, scope.get("environment"), scope.get("organisation")))
 
     def test_new_version_goes_to_the_given_environment_only(self) -> None:
         """NEW_VERSION_PUBLISHED goes to the endpoints of environment= and to no organisation's."""

@@ -300,3 +300,17 @@ def test_signers_are_kept_for_a_bounded_number_of_endpoints(monkeypatch: pytest.
     assert len(webhooks._signers) == 1
     webhooks.unsubscribe(planned[2].endpoint)
     assert webhooks._signers == {}
+
+
+def test_delivery_ids_are_time_ordered_and_never_stale_by_more_than_a_second() -> None:
+    """Ids come in batches stamped with the time they were made; a batch older than a second is replaced, and
+    ids sort in the order they were taken."""
+    from flaghooks._delivery import _IdSource
+
+    source = _IdSource()
+    first = source(5_000)
+    same_batch = source(5_900)
+    later = source(6_001)
+    assert first[4:16] == same_batch[4:16] == f"{5_000:012x}" and later[4:16] == f"{6_001:012x}"
+    taken = [first, same_batch, later] + [source(6_001) for _ in range(600)]
+    assert taken == sorted(taken) and len(set(taken)) == len(taken)

@@ -6,6 +6,7 @@ import hmac
 import itertools
 import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import attrs
@@ -22,14 +23,16 @@ USER_AGENT = f"flaghooks/{VERSION}"
 
 
 class _IdSource:
-    """Unique, time-ordered, unpredictable delivery ids without a system call per id.
+    """Unique, time-ordered, unpredictable delivery ids, made in batches: taking one is a ``next()``.
 
-    ``dlv_``, the time in milliseconds, a counter (one process's ids sort in creation order) and 64 random bits
-    per id, drawn from ``os.urandom`` in bulk. A forked child draws its own pool and counter, so it never
-    repeats its parent's ids. Made like the event ids (``flaghooks._events``): plan is on the hot path.
+    ``dlv_``, a time in milliseconds, a counter (one process's ids sort in creation order) and 64 random bits
+    per id from ``os.urandom``. A batch is made at once with the time it is made; a batch older than a second
+    is replaced, so an id's time is at most a second before its delivery was planned. A forked child makes
+    its own batches and counter, so it never repeats its parent's ids. Like the event ids
+    (``flaghooks._events``), but cheaper still: plan is on the hot path.
     """
 
-    _POOL = 512  # ids per os.urandom call
+    _BATCH = 256
 
     def __init__(self) -> None:
         self.reseed()
@@ -37,23 +40,27 @@ class _IdSource:
 
     def reseed(self) -> None:
         self._counter = itertools.count()
-        self._refill()
+        self._ids: Iterator[str] = iter(())
+        self._made = -(10**12)
 
-    def _refill(self) -> None:
-        pool = os.urandom(8 * self._POOL).hex()
-        # A list iterator hands each slice to one caller only, even across threads (next() holds the GIL).
-        self._slices = iter([pool[i : i + 16] for i in range(0, len(pool), 16)])
+    def _refill(self, now_ms: int) -> None:
+        pool = os.urandom(8 * self._BATCH).hex()
+        counter = self._counter
+        stamp = f"dlv_{now_ms:012x}"
+        # A list iterator hands each id to one caller only, even across threads (next() holds the GIL); two
+        # threads that refill at once each install a fresh batch, which is harmless.
+        self._ids = iter([f"{stamp}{next(counter):08x}{pool[i : i + 16]}" for i in range(0, len(pool), 16)])
+        self._made = now_ms
 
-    def prefix(self, now_ns: int) -> str:
-        """The id's time part, shared by the deliveries of one plan."""
-        return f"dlv_{now_ns // 1_000_000:012x}"
-
-    def __call__(self, prefix: str) -> str:
-        fresh = next(self._slices, None)
+    def __call__(self, now_ms: int) -> str:
+        """A new id; ``now_ms`` is the caller's clock (``time.time_ns() // 1_000_000``)."""
+        if now_ms - self._made > 1000:
+            self._refill(now_ms)
+        fresh = next(self._ids, None)
         while fresh is None:
-            self._refill()
-            fresh = next(self._slices, None)
-        return f"{prefix}{next(self._counter):08x}{fresh}"
+            self._refill(now_ms)
+            fresh = next(self._ids, None)
+        return fresh
 
 
 new_delivery_id = _IdSource()

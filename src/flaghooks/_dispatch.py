@@ -8,12 +8,13 @@ endpoint, the log line and ``on_result``) is decided here, in :meth:`Webhooks._f
 
 from __future__ import annotations
 
+import hmac
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 
 import attrs
@@ -170,7 +171,7 @@ class Webhooks:
 
     # --- publishing ----------------------------------------------------------------------------------
 
-    def _route(self, event: WebhookEvent, environment: int | None, organisation: int | None) -> list[Endpoint]:
+    def _route(self, event: WebhookEvent, environment: int | None, organisation: int | None) -> tuple[Endpoint, ...]:
         data = event.data
         env: int | None = None
         org: int | None = None
@@ -209,9 +210,7 @@ class Webhooks:
         # subscription or a disabled endpoint changes them: a publish reads one dict instead of taking the lock.
         key = (event.event_type, env, org)
         route = self._routes.get(key)
-        if route is None:
-            route = self._compute_route(key)
-        return list(route)
+        return route if route is not None else self._compute_route(key)
 
     def _compute_route(self, key: tuple[EventType | str, int | None, int | None]) -> tuple[Endpoint, ...]:
         event_type, env, org = key
@@ -252,23 +251,23 @@ class Webhooks:
         if not endpoints:
             return []
         now_ns = time.time_ns()
-        created = utc_from_ns(now_ns)
-        prefix = new_delivery_id.prefix(now_ns)
+        now_ms = now_ns // 1_000_000
+        created = datetime.fromtimestamp(now_ns / 1e9, UTC)
         event_id, event_type, default = event.id, event.event_type, self._format
-        bodies: dict[PayloadFormat, bytes | PayloadError] = {}
+        bodies: dict[str, bytes | PayloadError] = {}  # by the format's value: str hashes in C, an Enum in Python
         planned: list[Delivery | DeliveryResult] = []
         for endpoint in endpoints:
             fmt = endpoint.format or default
-            body = bodies.get(fmt)
+            body = bodies.get(fmt.value)
             if body is None:
                 try:
                     body = encode(event, fmt)
                 except PayloadError as exc:
                     body = exc
-                bodies[fmt] = body
+                bodies[fmt.value] = body
             if type(body) is bytes:
                 planned.append(
-                    Delivery(new_delivery_id(prefix), event_id, event_type, endpoint, body, created, event=event)
+                    Delivery(new_delivery_id(now_ms), event_id, event_type, endpoint, body, created, event=event)
                 )
             else:
                 planned.append(
@@ -366,7 +365,7 @@ class Webhooks:
         body = encode(event, endpoint.format or self._format)
         now_ns = time.time_ns()
         delivery = Delivery(
-            new_delivery_id(new_delivery_id.prefix(now_ns)),
+            new_delivery_id(now_ns // 1_000_000),
             event.id,
             event.event_type,
             endpoint,
@@ -455,8 +454,9 @@ class Webhooks:
 
     def _deliver(self, delivery: Delivery, policy: RetryPolicy, may_disable: bool) -> DeliveryResult:
         started = time.monotonic()
-        signer = self._signer(delivery.endpoint)
-        flagsmith = signer.flagsmith(delivery.body)
+        signer = self._signers.get(delivery.endpoint) or self._signer(delivery.endpoint)
+        key = signer.flagsmith_key
+        flagsmith = None if key is None else hmac.digest(key, delivery.body, "sha256").hex()
         debug = logger.isEnabledFor(_DEBUG)
         history: list[AttemptResult] = []
         number = 0
