@@ -301,6 +301,7 @@ class TestLanes:
                 assert len(deliveries) == 2000
                 alive = sum(d.endpoint != dead for d in deliveries)
                 results.wait_for(lambda: len(results.results) >= alive)
+                results.wait_for(lambda: any(url == dead.url for url, _, _ in list(transport.ended)))
                 abandoned = background.close(timeout=0)
             seen = results.by_delivery()
             assert sorted(seen, key=str) == sorted(d.id for d in deliveries)
