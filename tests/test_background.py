@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from typing import Any
@@ -26,6 +28,42 @@ from flaghooks import (
 from flaghooks.testing import RecordingTransport
 from httpserver import HttpServer, Listener, Received, Reply
 
+SERVER = r"""
+import http.server, socketserver, threading
+
+answered, lock = set(), threading.Lock()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status = 204
+        if self.path == "/busy":  # 503 with Retry-After: 1 to each delivery's first attempt
+            with lock:
+                first = self.headers["webhook-id"] not in answered
+                answered.add(self.headers["webhook-id"])
+            status = 503 if first else 204
+        self.send_response(status)
+        if status == 503:
+            self.send_header("Retry-After", "1")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+server = Server(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
 FAST = RetryPolicy(attempts=3, backoff=0.01, multiplier=2, max_delay=2, jitter=0)
 NEVER_TRIPS = Breaker(failures=1_000_000)
 
@@ -272,37 +310,28 @@ class TestLanes:
         Retry-After: 1 once per delivery. Every healthy delivery completes before the first hung attempt times
         out; the 503 endpoint's deliveries are retried per policy and then succeed; every returned Delivery gets
         exactly one result (the hung endpoint's are abandoned at close)."""
-        answered: set[str] = set()
-        lock = threading.Lock()
-
-        def script(request: Received, count: int) -> Reply:
-            if request.path == "/busy":
-                key = request.headers["webhook-id"]
-                with lock:
-                    first = key not in answered
-                    answered.add(key)
-                if first:
-                    return Reply(503, headers={"Retry-After": "1"})
-            return Reply(204)
-
         results = Results()
         hung = Listener()
+        # The answering endpoints live in a process of their own, as real receivers do: the test measures the
+        # client's lanes, not a server sharing its interpreter.
+        server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
         try:
-            with HttpServer(script) as server:
-                transport = Timed(local())
-                webhooks = hooks(transport, results)
-                healthy = [Endpoint(server.url(f"/ok{n}")) for n in range(8)]
-                busy = Endpoint(server.url("/busy"))
-                dead = Endpoint(f"http://127.0.0.1:{hung.port}/hook", timeout=2)
-                for endpoint in [*healthy[:4], dead, busy, *healthy[4:]]:
-                    webhooks.subscribe(endpoint, environment=ENV)
-                background = BackgroundDelivery(webhooks, workers=4, breaker=NEVER_TRIPS)
-                deliveries = [d for n in range(200) for d in background.publish(event(n))]
-                assert len(deliveries) == 2000
-                alive = sum(d.endpoint != dead for d in deliveries)
-                results.wait_for(lambda: len(results.results) >= alive)
-                results.wait_for(lambda: any(url == dead.url for url, _, _ in list(transport.ended)))
-                abandoned = background.close(timeout=0)
+            assert server.stdout is not None
+            base = f"http://127.0.0.1:{server.stdout.readline().strip()}"
+            transport = Timed(local())
+            webhooks = hooks(transport, results)
+            healthy = [Endpoint(f"{base}/ok{n}") for n in range(8)]
+            busy = Endpoint(f"{base}/busy")
+            dead = Endpoint(f"http://127.0.0.1:{hung.port}/hook", timeout=2)
+            for endpoint in [*healthy[:4], dead, busy, *healthy[4:]]:
+                webhooks.subscribe(endpoint, environment=ENV)
+            background = BackgroundDelivery(webhooks, workers=4, breaker=NEVER_TRIPS)
+            deliveries = [d for n in range(200) for d in background.publish(event(n))]
+            assert len(deliveries) == 2000
+            alive = sum(d.endpoint != dead for d in deliveries)
+            results.wait_for(lambda: len(results.results) >= alive)
+            results.wait_for(lambda: any(url == dead.url for url, _, _ in list(transport.ended)))
+            abandoned = background.close(timeout=0)
             seen = results.by_delivery()
             assert sorted(seen, key=str) == sorted(d.id for d in deliveries)
             assert all(len(ended) == 1 for ended in seen.values())
@@ -319,6 +348,8 @@ class TestLanes:
             assert abandoned == len(dead_results) == 200
             assert all(r.error == "abandoned at shutdown" for r in dead_results)
         finally:
+            server.terminate()
+            server.communicate(timeout=10)
             hung.close()
 
     def test_per_endpoint_bounds_attempts_in_flight(self) -> None:
