@@ -314,3 +314,19 @@ def test_delivery_ids_are_time_ordered_and_never_stale_by_more_than_a_second() -
     assert first[4:16] == same_batch[4:16] == f"{5_000:012x}" and later[4:16] == f"{6_001:012x}"
     taken = [first, same_batch, later] + [source(6_001) for _ in range(600)]
     assert taken == sorted(taken) and len(set(taken)) == len(taken)
+
+
+def test_routes_are_cached_for_a_bounded_number_of_scopes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routes are kept per (event type, environment, organisation) up to a bound, then the cache starts again;
+    a subscription change empties it, so the next plan sees the change."""
+    from flaghooks import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_ROUTES_KEPT", 2)
+    webhooks = Webhooks(transport=RecordingTransport())
+    endpoint = Endpoint("https://a.example/")
+    webhooks.subscribe(endpoint, environment=ENV)
+    for environment in (1, 2, ENV):
+        webhooks.plan(event(1), environment=environment)
+    assert len(webhooks._routes) == 1
+    webhooks.unsubscribe(endpoint)
+    assert webhooks._routes == {} and webhooks.plan(event(1)) == []
