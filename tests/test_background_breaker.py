@@ -84,7 +84,7 @@ def test_cooldown_doubles_up_to_its_maximum() -> None:
 
     def answer(request: DeliveryRequest) -> int:
         assert background is not None
-        lane = background._lanes[request.endpoint]
+        lane = background._scheduler.lanes[request.endpoint]
         seen.append(lane.cooldown)
         return 503
 
@@ -186,7 +186,7 @@ def test_a_success_already_in_flight_closes_a_tripped_breaker() -> None:
     background.publish(event(0))
     background.publish(event(1))
     assert background.flush(60)
-    results.wait_for(lambda: not background._timers)  # the stale pause timer fired and was ignored
+    results.wait_for(lambda: not background._scheduler.timers)  # the stale pause timer fired and was ignored
     assert [change.state for change in results.health] == ["failing", "recovered"]
     assert background.stats()["paused_lanes"] == 0
     background.close()
@@ -203,7 +203,7 @@ def test_a_retry_of_a_disabled_endpoint_is_not_attempted() -> None:
     background.publish(event(0))
     background.publish(event(1))
     assert background.flush()
-    results.wait_for(lambda: not background._timers)
+    results.wait_for(lambda: not background._scheduler.timers)
     background.close()
     assert len(transport.requests) == 2
     ends = {r.event_id: r for r in results.results}

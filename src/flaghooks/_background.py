@@ -8,92 +8,31 @@ outcome table and how a delivery ends (its result, ``on_result``, a 410 disablin
 from __future__ import annotations
 
 import atexit
-import heapq
-import itertools
 import logging
 import os
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Literal
 
-from ._breaker import Breaker, HealthChange, HealthState, seconds
+from ._breaker import Breaker, HealthChange, seconds
 from ._delivery import Delivery
 from ._dispatch import Webhooks, log_attempt
-from ._endpoints import Endpoint
 from ._events import WebhookEvent, audit_log_created, flag_changed, version_published
+from ._lanes import ABANDONED, Report, Scheduler
 from ._models import AuditLogEntry, FeatureState
-from ._retry import Outcome, classify
+from ._retry import classify
 from ._versions import VersionPublished
 from .exceptions import ConfigError
-from .transports import AttemptResult
 
 __all__ = ["BackgroundDelivery"]
 
 logger = logging.getLogger("flaghooks")
 
 QUEUE_FULL = "queue full"
-ABANDONED = "abandoned at shutdown"
-
-
-class _Job:
-    """One delivery while it is held here: from publish until its result has been reported."""
-
-    __slots__ = ("delivery", "done", "history", "lane", "started")
-
-    def __init__(self, delivery: Delivery, lane: _Lane, started: float) -> None:
-        self.delivery = delivery
-        self.lane = lane
-        self.started = started
-        self.history: list[AttemptResult] = []
-        self.done = False  # its end is decided (a result is being, or has been, reported)
-
-
-class _Lane:
-    """One endpoint's deliveries and breaker state."""
-
-    __slots__ = (
-        "cooldown",
-        "disabled",
-        "due",
-        "endpoint",
-        "failing_since",
-        "failures",
-        "half_open",
-        "in_flight",
-        "in_ready",
-        "paused_until",
-        "probe",
-        "queue",
-        "waiting",
-    )
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-        self.queue: deque[_Job] = deque()  # first attempts, in publish order
-        self.due: deque[_Job] = deque()  # retries whose wait is over: they go before the queue
-        self.waiting: set[_Job] = set()  # retries in the timer heap
-        self.in_flight = 0
-        self.in_ready = False
-        self.failures = 0  # consecutive failed attempts
-        self.failing_since: float | None = None
-        self.cooldown = 0.0  # the last pause's length; 0 while the breaker is closed
-        self.paused_until: float | None = None
-        self.half_open = False  # the pause is over: one probe decides
-        self.probe: _Job | None = None
-        self.disabled: str | None = None  # why, once disabled
-
-    def idle(self) -> bool:
-        return not (self.in_flight or self.queue or self.due or self.waiting or self.failures or self.paused_until)
-
-
-# (kind, job, outcome, error, disabled): a delivery to end, outside the lock; or a health change to announce.
-_End = tuple[_Job, Outcome | None, str | None, bool]
-_Report = _End | HealthChange
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -167,19 +106,12 @@ class BackgroundDelivery:
     def _fresh(self) -> None:
         """Everything a forked child must not share with its parent: the lock, the threads, what is queued."""
         self._cond = threading.Condition(threading.Lock())
-        self._lanes: dict[Endpoint, _Lane] = {}
-        self._ready: deque[_Lane] = deque()
-        self._timers: list[tuple[float, int, _Job | _Lane]] = []
-        self._order = itertools.count()
+        self._scheduler = Scheduler(self._webhooks, self._per_endpoint, self._breaker, self._wake)
         self._threads: list[threading.Thread] = []
         self._generation = getattr(self, "_generation", 0) + 1
         self._idle = 0  # workers waiting for work
         self._waiters = 0  # flush, close or a blocked publish waiting for deliveries to end
-        self._running: set[_Job] = set()
-        self._queued = 0
-        self._waiting = 0
         self._unfinished = 0  # held here and not yet reported
-        self._reporting = 0  # ended, result not yet reported
         self._counts = {"delivered": 0, "failed": 0, "dropped": 0, "abandoned": 0}
 
     # --- publishing ----------------------------------------------------------------------------------
@@ -228,20 +160,13 @@ class BackgroundDelivery:
                 raise ConfigError("BackgroundDelivery is closed: it takes no more deliveries")
             if not self._threads:
                 self._start_workers()
-            lanes = self._lanes
+            scheduler = self._scheduler
             for delivery in deliveries:
                 if self._unfinished >= self._queue_size and not self._room():
                     dropped.append(delivery)
                     continue
-                endpoint = delivery.endpoint
-                lane = lanes.get(endpoint)
-                if lane is None:
-                    lane = lanes[endpoint] = _Lane(endpoint)
-                lane.queue.append(_Job(delivery, lane, now))
-                self._queued += 1
+                scheduler.add(delivery, now)
                 self._unfinished += 1
-                if not lane.in_ready:
-                    self._maybe_ready(lane)
             if dropped:
                 self._counts["dropped"] += len(dropped)
         for delivery in dropped:
@@ -274,168 +199,26 @@ class BackgroundDelivery:
             thread.start()
             self._threads.append(thread)
 
-    def _can_start(self, lane: _Lane) -> bool:
-        return (
-            lane.paused_until is None
-            and lane.probe is None
-            and lane.in_flight < self._per_endpoint
-            and bool(lane.due or lane.queue)
-        )
-
-    def _maybe_ready(self, lane: _Lane) -> None:
-        if not lane.in_ready and self._can_start(lane):
-            lane.in_ready = True
-            self._ready.append(lane)
-            if self._idle:
-                self._cond.notify()
-
-    def _take(self) -> _Job | None:
-        ready = self._ready
-        while ready:
-            lane = ready.popleft()
-            lane.in_ready = False
-            if not self._can_start(lane):  # pragma: no cover - paused or filled since it was made ready (a race)
-                continue
-            job = lane.due.popleft() if lane.due else lane.queue.popleft()
-            self._queued -= 1
-            lane.in_flight += 1
-            self._running.add(job)
-            if lane.half_open:
-                lane.probe = job
-            self._maybe_ready(lane)
-            return job
-        return None
-
-    def _fire_timers(self, now: float) -> None:
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            _, _, item = heapq.heappop(timers)
-            if type(item) is _Job:
-                if item.done:
-                    continue
-                lane = item.lane
-                lane.waiting.discard(item)
-                self._waiting -= 1
-                lane.due.append(item)
-                self._queued += 1
-                self._maybe_ready(lane)
-            else:
-                assert isinstance(item, _Lane)
-                if item.paused_until is not None and item.paused_until <= now:
-                    item.paused_until = None
-                    item.half_open = True
-                    self._maybe_ready(item)
-
-    def _end(self, job: _Job, reports: list[_Report], outcome: Outcome | None, error: str | None = None) -> None:
-        job.done = True
-        self._reporting += 1
-        reports.append((job, outcome, error, job.lane.disabled is not None))
-
-    def _health(self, lane: _Lane, state: HealthState, reason: str, reports: list[_Report]) -> None:
-        reports.append(HealthChange(lane.endpoint, state, reason, datetime.now(UTC)))
-
-    def _settle(self, job: _Job, result: AttemptResult, outcome: Outcome, reports: list[_Report]) -> None:
-        """An attempt came back: update the breaker, then end the delivery or schedule its retry."""
-        lane = job.lane
-        lane.in_flight -= 1
-        self._running.discard(job)
-        was_probe = lane.probe is job
-        if was_probe:
-            lane.probe = None
-        if job.done:  # abandoned at shutdown while in flight: its late outcome is not reported again
-            return
-        job.history.append(result)
-        now = time.monotonic()
-        if lane.disabled is not None:
-            if outcome is Outcome.RETRY:
-                self._end(job, reports, None, f"endpoint disabled: {lane.disabled}")
-            else:
-                self._end(job, reports, outcome)
-            return
-        breaker = self._breaker
-        if outcome is Outcome.DELIVERED:
-            if lane.cooldown:
-                self._health(lane, "recovered", f"delivered after {lane.failures} failed attempt(s)", reports)
-                logger.info("endpoint %s recovered", lane.endpoint.label)
-            lane.failures, lane.failing_since, lane.cooldown = 0, None, 0.0
-            lane.paused_until, lane.half_open = None, False
-            self._end(job, reports, outcome)
-        else:
-            lane.failures += 1
-            if lane.failing_since is None:
-                lane.failing_since = now
-            if outcome is Outcome.GONE:
-                self._disable(lane, "it answered 410 Gone", reports)
-                self._end(job, reports, outcome)
-                return
-            if now - lane.failing_since >= breaker.disable_after:
-                reason = f"failing for over {breaker.disable_after:g} s without a success"
-                self._disable(lane, reason, reports)
-                self._end(job, reports, None, f"endpoint disabled: {reason}")
-                return
-            if lane.failures >= breaker.failures and (was_probe or lane.paused_until is None):
-                if lane.cooldown:
-                    lane.cooldown = min(breaker.max_cooldown, lane.cooldown * 2)
-                else:
-                    lane.cooldown = breaker.cooldown
-                    reason = f"{lane.failures} consecutive failed attempts; paused for {lane.cooldown:g} s"
-                    self._health(lane, "failing", reason, reports)
-                    logger.warning("endpoint %s failing: %s", lane.endpoint.label, reason)
-                lane.paused_until = now + lane.cooldown
-                lane.half_open = False
-                heapq.heappush(self._timers, (lane.paused_until, next(self._order), lane))
-            policy = self._webhooks._retry
-            attempts = len(job.history)
-            if outcome is Outcome.RETRY and attempts < policy.attempts:
-                wait = policy.wait(attempts, result.status, result.retry_after, self._webhooks._random)
-                lane.waiting.add(job)
-                self._waiting += 1
-                heapq.heappush(self._timers, (now + wait, next(self._order), job))
-            else:
-                self._end(job, reports, outcome)
-        self._maybe_ready(lane)
-        if lane.idle() and self._lanes.get(lane.endpoint) is lane:
-            del self._lanes[lane.endpoint]
-
-    def _disable(self, lane: _Lane, reason: str, reports: list[_Report]) -> None:
-        """Disable the lane's endpoint in its Webhooks and end everything queued for it."""
-        self._webhooks._disable(lane.endpoint, reason)
-        lane.disabled = reason
-        error = f"endpoint disabled: {reason}"
-        for job in (*lane.due, *lane.queue):
-            self._queued -= 1
-            self._end(job, reports, None, error)
-        for job in lane.waiting:
-            self._waiting -= 1
-            self._end(job, reports, None, error)
-        lane.due.clear()
-        lane.queue.clear()
-        lane.waiting.clear()
-        lane.paused_until = None
-        self._health(lane, "disabled", reason, reports)
-        # A lane with an attempt in flight is never idle, so it is still this endpoint's: remove it, and an
-        # endpoint subscribed again starts with a fresh lane.
-        self._lanes.pop(lane.endpoint, None)
-
     # --- workers -------------------------------------------------------------------------------------
 
     def _work(self, generation: int) -> None:
-        reports: list[_Report] = []
+        reports: list[Report] = []
         webhooks = self._webhooks
         while True:
-            cond = self._cond
+            cond, scheduler = self._cond, self._scheduler
             with cond:
                 job = None
                 while self._generation == generation:
                     now = time.monotonic()
-                    if self._timers and self._timers[0][0] <= now:
-                        self._fire_timers(now)
-                    job = self._take()
+                    due = scheduler.next_due()
+                    if due is not None and due <= now:
+                        scheduler.fire_timers(now)
+                    job = scheduler.take()
                     if job is not None:
                         break
-                    timers = self._timers
+                    due = scheduler.next_due()
                     self._idle += 1
-                    cond.wait(timers[0][0] - now if timers else None)
+                    cond.wait(None if due is None else due - now)
                     self._idle -= 1
                 if job is None:
                     return  # closed, or a forked child's copy of the parent's worker
@@ -447,11 +230,11 @@ class BackgroundDelivery:
             if logger.isEnabledFor(logging.DEBUG):
                 log_attempt(delivery, number, webhooks._retry.attempts, result)
             with cond:
-                self._settle(job, result, outcome, reports)
+                scheduler.settle(job, result, outcome, reports)
             if reports:
                 self._report(reports)
 
-    def _report(self, reports: list[_Report]) -> None:
+    def _report(self, reports: list[Report]) -> None:
         """End deliveries and announce health changes, outside the lock (callbacks may publish)."""
         webhooks = self._webhooks
         for item in reports:
@@ -476,7 +259,7 @@ class BackgroundDelivery:
                 key = "abandoned" if error == ABANDONED else "delivered" if result.ok else "failed"
                 self._counts[key] += 1
                 self._unfinished -= 1
-                self._reporting -= 1
+                self._scheduler.reporting -= 1
                 if self._waiters:
                     self._cond.notify_all()
         reports.clear()
@@ -513,19 +296,19 @@ class BackgroundDelivery:
         else:
             limit = seconds("BackgroundDelivery.close", "timeout", timeout, zero=True)
         deadline = time.monotonic() + limit
-        reports: list[_Report] = []
+        reports: list[Report] = []
         with self._cond:
             self._closed = True
             self._waiters += 1
             try:
                 while self._unfinished:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not self._may_progress(deadline):
+                    if remaining <= 0 or not self._scheduler.may_progress(deadline):
                         break
                     self._cond.wait(min(remaining, self._next_timer(remaining)))
             finally:
                 self._waiters -= 1
-            abandoned = self._abandon(reports)
+            abandoned = self._scheduler.abandon(reports)
             self._generation += 1  # the workers end (one in a hung attempt ends when it comes back)
             self._threads = []
             self._cond.notify_all()
@@ -536,36 +319,24 @@ class BackgroundDelivery:
         return abandoned
 
     def _next_timer(self, remaining: float) -> float:
-        return max(0.0, self._timers[0][0] - time.monotonic()) if self._timers else remaining
+        due = self._scheduler.next_due()
+        return remaining if due is None else max(0.0, due - time.monotonic())
 
-    def _may_progress(self, deadline: float) -> bool:
-        """Whether anything can still end before ``deadline`` (with the lock held)."""
-        due = self._timers[0][0] if self._timers else None
-        return bool(self._running or self._ready or self._reporting or (due is not None and due < deadline))
-
-    def _abandon(self, reports: list[_Report]) -> int:
-        jobs = [*self._running]
-        for lane in self._lanes.values():
-            jobs += (*lane.due, *lane.queue, *lane.waiting)
-            lane.due.clear()
-            lane.queue.clear()
-            lane.waiting.clear()
-        for job in jobs:  # none has ended: an ended job is in no lane and not running
-            self._end(job, reports, None, ABANDONED)
-        self._queued = self._waiting = 0
-        self._ready.clear()
-        self._timers.clear()
-        return len(jobs)
+    def _wake(self) -> None:
+        """A lane became ready (the lock is held): wake one idle worker, if any."""
+        if self._idle:
+            self._cond.notify()
 
     def stats(self) -> dict[str, int]:
         """Counts now: ``queued``, ``in_flight``, ``waiting_to_retry``, ``paused_lanes``; and since the start:
         ``delivered``, ``failed``, ``dropped`` (queue full), ``abandoned`` (at shutdown)."""
         with self._cond:
+            scheduler = self._scheduler
             return {
-                "queued": self._queued,
-                "in_flight": len(self._running),
-                "waiting_to_retry": self._waiting,
-                "paused_lanes": sum(lane.paused_until is not None for lane in self._lanes.values()),
+                "queued": scheduler.queued,
+                "in_flight": len(scheduler.running),
+                "waiting_to_retry": scheduler.waiting,
+                "paused_lanes": sum(lane.paused_until is not None for lane in scheduler.lanes.values()),
                 **self._counts,
             }
 
@@ -582,7 +353,7 @@ class BackgroundDelivery:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<BackgroundDelivery {state}, {self._workers} workers, {len(self._lanes)} lanes>"
+        return f"<BackgroundDelivery {state}, {self._workers} workers, {len(self._scheduler.lanes)} lanes>"
 
 
 _live: weakref.WeakSet[BackgroundDelivery] = weakref.WeakSet()
