@@ -254,17 +254,21 @@ class Webhooks:
         now_ms = now_ns // 1_000_000
         created = datetime.fromtimestamp(now_ns / 1e9, UTC)
         event_id, event_type, default = event.id, event.event_type, self._format
-        bodies: dict[str, bytes | PayloadError] = {}  # by the format's value: str hashes in C, an Enum in Python
+        bodies: dict[PayloadFormat, bytes | PayloadError] = {}
         planned: list[Delivery | DeliveryResult] = []
+        last: PayloadFormat | None = None
+        body: bytes | PayloadError | None = None
         for endpoint in endpoints:
             fmt = endpoint.format or default
-            body = bodies.get(fmt.value)
-            if body is None:
-                try:
-                    body = encode(event, fmt)
-                except PayloadError as exc:
-                    body = exc
-                bodies[fmt.value] = body
+            if fmt is not last:  # endpoints mostly share a format: the dict (an Enum hashes in Python) is rare
+                last = fmt
+                body = bodies.get(fmt)
+                if body is None:
+                    try:
+                        body = encode(event, fmt)
+                    except PayloadError as exc:
+                        body = exc
+                    bodies[fmt] = body
             if type(body) is bytes:
                 planned.append(
                     Delivery(new_delivery_id(now_ms), event_id, event_type, endpoint, body, created, event=event)
@@ -471,7 +475,7 @@ class Webhooks:
             if outcome is not Outcome.RETRY or number >= limit:
                 break
             time.sleep(policy.wait(number, result.status, result.retry_after, self._random))
-        return self._finish(delivery, history, outcome, time.monotonic() - started, may_disable=may_disable)
+        return self._finish(delivery, history, outcome, time.monotonic() - started, None, may_disable)
 
     # --- how every delivery ends, whoever scheduled it -----------------------------------------------
 
@@ -481,7 +485,6 @@ class Webhooks:
         history: Sequence[AttemptResult],
         outcome: Outcome | None,
         elapsed: float,
-        *,
         error: str | None = None,
         may_disable: bool = True,
         disabled: bool = False,
