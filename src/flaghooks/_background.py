@@ -371,5 +371,6 @@ def _close_all() -> None:
         instance.close()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent where there is no fork (Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_close_all)

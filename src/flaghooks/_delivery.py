@@ -36,7 +36,8 @@ class _IdSource:
 
     def __init__(self) -> None:
         self.reseed()
-        os.register_at_fork(after_in_child=self.reseed)
+        if hasattr(os, "register_at_fork"):  # pragma: no branch - absent where there is no fork (Windows)
+            os.register_at_fork(after_in_child=self.reseed)
 
     def reseed(self) -> None:
         self._counter = itertools.count()
