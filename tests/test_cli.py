@@ -75,6 +75,36 @@ class TestDemo:
             ("checkout_banner", "purple"),
         ]
 
+    def test_demo_background(self) -> None:
+        """flaghooks demo --background: the healthy endpoints finish first, the slow one is delivered, the dead
+        one trips its breaker and what it still holds is abandoned at the end; exit 0."""
+        result = flaghooks("demo", "--background")
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert "published 36 deliveries in" in out and "publish never waits on an endpoint" in out
+        assert "health: dead failing (2 consecutive failed attempts; paused for 30 s)" in out
+        assert "healthy endpoints: 18 delivered" in out and "slow endpoint:     9 delivered" in out
+        assert re.search(r"dead endpoint: +\d failed, \d abandoned at shutdown", out)
+        rows = [line.split() for line in out.splitlines() if re.match(r" *\d+\.\d  (healthy|slow|dead)", line)]
+        order = [row[1].rstrip("-12") for row in rows]
+        assert order == ["healthy"] * 18 + ["slow"] * 9 + ["dead"] * 9
+        assert out.rstrip().endswith(
+            "ok: the healthy endpoints finished first; the slow and dead ones cost them nothing"
+        )
+
+    def test_demo_background_json(self) -> None:
+        """demo --background --json: one JSON document; every delivery to the live endpoints ok, in order."""
+        result = flaghooks("demo", "--background", "--json", "--fail-rate", "0.3", "--format", "modern")
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        assert document["ok"] is True and document["problems"] == [] and document["format"] == "modern"
+        live = [d for d in document["deliveries"] if d["endpoint"] != "dead"]
+        assert len(live) == 27 and all(d["ok"] for d in live)
+        dead = [d for d in document["deliveries"] if d["endpoint"] == "dead"]
+        assert len(dead) == 9 and not any(d["ok"] for d in dead)
+        assert document["abandoned"] == sum(d["error"] == "abandoned at shutdown" for d in dead) >= 8
+        assert [h["state"] for h in document["health"]] in (["failing"], [])
+
     @pytest.mark.parametrize("arg", ["2", "-0.1", "half"])
     def test_bad_fail_rate(self, arg: str) -> None:
         """A fail rate outside [0, 1) is bad usage: one line on stderr, exit 2."""

@@ -483,7 +483,7 @@ class TestRoutingOtherKinds:
         self.webhooks.subscribe(A, organisation=7)
 
     def route(self, event: WebhookEvent, **scope: int) -> list[Endpoint]:
-        return self.webhooks._route(event, scope.get("environment"), scope.get("organisation"))
+        return list(self.webhooks._route(event, scope.get("environment"), scope.get("organisation")))
 
     def test_new_version_goes_to_the_given_environment_only(self) -> None:
         """NEW_VERSION_PUBLISHED goes to the endpoints of environment= and to no organisation's."""
@@ -521,9 +521,10 @@ class TestRoutingOtherKinds:
     def test_results_and_logs_name_a_plain_str_type(self, caplog: pytest.LogCaptureFixture) -> None:
         """A failed delivery of an event whose type is a plain str is logged with that name."""
         event = foreign_event("FLAG_RENAMED", {})
-        webhooks, _ = make([500])
+        webhooks = Webhooks(transport=RecordingTransport([500]), retry=RetryPolicy.never())
+        webhooks.subscribe(A, environment=1)
         caplog.set_level(logging.DEBUG, logger="flaghooks")
-        result = webhooks._report(webhooks._deliver(A, event, b"{}", RetryPolicy.never(), may_disable=False))
+        [result] = webhooks.publish(event, environment=1)
         assert result.event_type == "FLAG_RENAMED" and not result.ok
         assert "attempt 1/1 of FLAG_RENAMED evt_foreign" in caplog.text
         assert "delivery of FLAG_RENAMED evt_foreign to a failed after 1 attempt(s): HTTP 500" in caplog.text

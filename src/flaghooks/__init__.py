@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 
+from ._background import BackgroundDelivery
+from ._breaker import Breaker, HealthChange
 from ._changes import Action, Scope, StateChange, diff_states
 from ._decode import decode
-from ._dispatch import DeliveryResult, Webhooks
+from ._dispatch import Delivery, DeliveryResult, Webhooks
 from ._endpoints import Endpoint, Signing
 from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed, version_published
 from ._models import (
@@ -29,7 +31,7 @@ from ._models import (
     Project,
     Segment,
 )
-from ._retry import RetryPolicy
+from ._retry import Outcome, RetryPolicy, classify
 from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
 from ._version import VERSION as _VERSION
 from ._versions import VersionFeature, VersionFeatureState, VersionPublished, VersionPublisher
@@ -42,7 +44,10 @@ __all__ = [
     "Action",
     "AuditLogEntry",
     "Author",
+    "BackgroundDelivery",
+    "Breaker",
     "ConfigError",
+    "Delivery",
     "DeliveryResult",
     "Endpoint",
     "Environment",
@@ -54,9 +59,11 @@ __all__ = [
     "FlagChange",
     "FlagValue",
     "FlaghooksError",
+    "HealthChange",
     "Identity",
     "MultivariateOption",
     "MultivariateValue",
+    "Outcome",
     "PayloadError",
     "PayloadFormat",
     "Project",
@@ -74,6 +81,7 @@ __all__ = [
     "Webhooks",
     "__version__",
     "audit_log_created",
+    "classify",
     "decode",
     "diff_states",
     "encode",

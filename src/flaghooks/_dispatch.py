@@ -1,66 +1,46 @@
-"""Webhooks: route an event to its endpoints, encode once, sign, retry, and report every result."""
+"""Webhooks: route an event to its endpoints, encode once, sign, retry, and report every result.
+
+Every way of delivering is the same three steps: :meth:`Webhooks.plan` (routing and encoding, no I/O),
+:meth:`Webhooks.attempt` (one signed attempt through the transport) and :func:`classify` (the outcome table).
+An executor only decides when each attempt happens; how a delivery ends (the result, a 410 disabling its
+endpoint, the log line and ``on_result``) is decided here, in :meth:`Webhooks._finish`, for all of them.
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 
 import attrs
 
-from ._endpoints import Endpoint, Signing
+from ._decode import decode
+from ._delivery import USER_AGENT, Delivery, DeliveryResult, Signer, new_delivery_id, utc_from_ns
+from ._endpoints import Endpoint
 from ._events import EventType, FlagChange, WebhookEvent, audit_log_created, flag_changed, version_published
-from ._models import (
-    AuditLogEntry,
-    Author,
-    Environment,
-    Feature,
-    FeatureState,
-    Project,
-)
+from ._models import AuditLogEntry, FeatureState
 from ._retry import Outcome, RetryPolicy, classify
-from ._signing import _standard_digest, sign_flagsmith, standard_key
-from ._version import VERSION
-from ._versions import VersionFeature, VersionFeatureState, VersionPublished, VersionPublisher
+from ._samples import _SAMPLES, sample_event, sample_event_types
+from ._versions import VersionPublished
 from ._wire import PayloadFormat, encode
 from .exceptions import ConfigError, PayloadError
 from .transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
 from .transports._base import withhold_secrets
 
-__all__ = ["DeliveryResult", "Webhooks"]
+__all__ = ["Delivery", "DeliveryResult", "Webhooks", "sample_event", "sample_event_types"]
 
 logger = logging.getLogger("flaghooks")
-_USER_AGENT = f"flaghooks/{VERSION}"
+_USER_AGENT = USER_AGENT  # where the tests read it
 
 ScopeKey = tuple[str, int]
-
-
-@attrs.frozen
-class DeliveryResult:
-    """How the delivery of one event to one endpoint ended.
-
-    ``event_type`` is the :class:`EventType`, or the type's name as a plain ``str`` for an event type
-    flaghooks does not know. ``ok`` is true when an attempt got a 2xx. ``status`` and ``error`` are the last
-    attempt's; ``attempts`` counts them (0 when the event could not be encoded for the endpoint).
-    ``elapsed`` is the delivery's duration in seconds, waits between attempts included. ``endpoint_disabled``
-    is true when a 410 disabled the endpoint in its :class:`Webhooks`. ``history`` has every attempt's
-    :class:`AttemptResult`.
-    """
-
-    endpoint: Endpoint
-    event_id: str
-    event_type: EventType | str
-    ok: bool
-    status: int | None
-    attempts: int
-    error: str | None
-    elapsed: float
-    endpoint_disabled: bool = False
-    history: tuple[AttemptResult, ...] = ()
+_SIGNERS_KEPT = 4096  # signers cached for endpoints; the cache is emptied when it grows past this
+_ROUTES_KEPT = 4096  # routes cached by (event type, environment, organisation), likewise
+_DEBUG = logging.DEBUG
 
 
 def _scope_id(name: str, value: object) -> int:
@@ -93,8 +73,9 @@ class Webhooks:
 
     Invalid arguments raise :class:`ConfigError` naming the argument.
 
-    Delivery is synchronous: :meth:`publish` runs in the calling thread, endpoint after endpoint in subscription
-    order, each with its retries, and returns when every endpoint is done (until background delivery exists).
+    :meth:`publish` runs in the calling thread, endpoint after endpoint in subscription order, each with its
+    retries, and returns when every endpoint is done (:class:`~flaghooks.BackgroundDelivery` delivers from
+    worker threads instead, and returns at once).
     With the defaults, the worst case for one endpoint that never answers is about 36 s: 3 attempts of 10 s
     plus waits of 2 s and 4 s (3 x 10 + 2 + 4 = 36; up to 37.2 s with the jitter), and a slow endpoint delays
     the ones after it. Lower ``Endpoint(timeout=...)`` or ``RetryPolicy(attempts=...)`` where the caller cannot
@@ -135,7 +116,9 @@ class Webhooks:
         # order), and each endpoint's scopes, so unsubscribe visits only the scopes it is in.
         self._scopes: dict[ScopeKey, dict[Endpoint, None]] = {}
         self._memberships: dict[Endpoint, dict[ScopeKey, None]] = {}
-        self._gone: set[Endpoint] = set()  # disabled by a 410 until subscribed again
+        self._gone: set[Endpoint] = set()  # disabled (a 410, a breaker) until subscribed again
+        self._signers: dict[Endpoint, Signer] = {}
+        self._routes: dict[tuple[EventType | str, int | None, int | None], tuple[Endpoint, ...]] = {}
         self._random = random.Random()  # noqa: S311 - jitter, not cryptography
 
     # --- subscriptions -------------------------------------------------------------------------------
@@ -162,6 +145,7 @@ class Webhooks:
             self._scopes.setdefault(scope, {})[endpoint] = None  # again: keeps its place in the order
             self._memberships.setdefault(endpoint, {})[scope] = None
             self._gone.discard(endpoint)
+            self._routes.clear()
 
     def unsubscribe(self, endpoint: Endpoint) -> None:
         """Remove ``endpoint`` from every scope (nothing happens if it was not subscribed)."""
@@ -172,6 +156,8 @@ class Webhooks:
                 if not endpoints:
                     del self._scopes[scope]
             self._gone.discard(endpoint)
+            self._routes.clear()
+            self._signers.pop(endpoint, None)
 
     def endpoints(self, *, environment: int | None = None, organisation: int | None = None) -> list[Endpoint]:
         """One scope's endpoints, or, when neither is given, every subscribed endpoint once."""
@@ -185,17 +171,15 @@ class Webhooks:
 
     # --- publishing ----------------------------------------------------------------------------------
 
-    def _route(self, event: WebhookEvent, environment: int | None, organisation: int | None) -> list[Endpoint]:
+    def _route(self, event: WebhookEvent, environment: int | None, organisation: int | None) -> tuple[Endpoint, ...]:
         data = event.data
-        scopes: list[ScopeKey] = []
+        env: int | None = None
+        org: int | None = None
         if isinstance(data, FlagChange):
             state = data.new_state if data.new_state is not None else data.previous_state
             assert state is not None  # a FlagChange always has one
             env = environment if environment is not None else state.environment.id
             org = organisation if organisation is not None else state.feature.project.organisation
-            scopes.append(("environment", env))
-            if org is not None:
-                scopes.append(("organisation", org))
         elif isinstance(data, AuditLogEntry):
             if environment is not None:
                 raise ConfigError("AUDIT_LOG_CREATED goes to organisation endpoints; environment= does not apply")
@@ -207,14 +191,13 @@ class Webhooks:
                     "AUDIT_LOG_CREATED goes to an organisation's endpoints and no organisation is known: "
                     "set the entry's project organisation or pass organisation="
                 )
-            scopes.append(("organisation", org))
         elif event.event_type == "NEW_VERSION_PUBLISHED":
             # Flagsmith sends it to environment web hooks only, and its payload names no environment.
             if organisation is not None:
                 raise ConfigError("NEW_VERSION_PUBLISHED goes to environment endpoints; organisation= does not apply")
             if environment is None:
                 raise ConfigError("NEW_VERSION_PUBLISHED carries no environment id: pass environment= to publish it")
-            scopes.append(("environment", environment))
+            env = environment
         else:
             # An event type flaghooks does not know: nothing in its data can be trusted to name a scope.
             if environment is None and organisation is None:
@@ -222,10 +205,20 @@ class Webhooks:
                     f"{event.event_type} is an event type flaghooks does not route by itself: "
                     "pass environment= or organisation= (or both) to publish it"
                 )
-            if environment is not None:
-                scopes.append(("environment", environment))
-            if organisation is not None:
-                scopes.append(("organisation", organisation))
+            env, org = environment, organisation
+        # Routes are cached by what decides them, and the cache is emptied under the lock whenever a
+        # subscription or a disabled endpoint changes them: a publish reads one dict instead of taking the lock.
+        key = (event.event_type, env, org)
+        route = self._routes.get(key)
+        return route if route is not None else self._compute_route(key)
+
+    def _compute_route(self, key: tuple[EventType | str, int | None, int | None]) -> tuple[Endpoint, ...]:
+        event_type, env, org = key
+        scopes = []
+        if env is not None:
+            scopes.append(("environment", env))
+        if org is not None:
+            scopes.append(("organisation", org))
         chosen: dict[Endpoint, None] = {}
         with self._lock:
             for scope in scopes:
@@ -234,10 +227,78 @@ class Webhooks:
                         continue
                     # An endpoint's events holds EventType members, which equal their names as str; an
                     # unknown type (a plain str) is in no such set, so it reaches only endpoints taking all.
-                    if endpoint.events is not None and event.event_type not in endpoint.events:
+                    if endpoint.events is not None and event_type not in endpoint.events:
                         continue
                     chosen[endpoint] = None
-        return list(chosen)
+            route = tuple(chosen)
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
+
+    def _plan(
+        self, event: WebhookEvent, environment: int | None, organisation: int | None
+    ) -> list[Delivery | DeliveryResult]:
+        """Route and encode: a Delivery per endpoint, or (not yet reported) a failed result where the endpoint's
+        format cannot express the event; in routing order."""
+        if not isinstance(event, WebhookEvent):
+            raise TypeError(f"event must be a WebhookEvent, got {type(event).__name__}")
+        if environment is not None:
+            _scope_id("environment", environment)
+        if organisation is not None:
+            _scope_id("organisation", organisation)
+        endpoints = self._route(event, environment, organisation)
+        if not endpoints:
+            return []
+        now_ns = time.time_ns()
+        now_ms = now_ns // 1_000_000
+        created = datetime.fromtimestamp(now_ns / 1e9, UTC)
+        event_id, event_type, default = event.id, event.event_type, self._format
+        bodies: dict[PayloadFormat, bytes | PayloadError] = {}
+        planned: list[Delivery | DeliveryResult] = []
+        last: PayloadFormat | None = None
+        body: bytes | PayloadError | None = None
+        for endpoint in endpoints:
+            fmt = endpoint.format or default
+            if fmt is not last:  # endpoints mostly share a format: the dict (an Enum hashes in Python) is rare
+                last = fmt
+                body = bodies.get(fmt)
+                if body is None:
+                    try:
+                        body = encode(event, fmt)
+                    except PayloadError as exc:
+                        body = exc
+                    bodies[fmt] = body
+            if type(body) is bytes:
+                planned.append(
+                    Delivery(new_delivery_id(now_ms), event_id, event_type, endpoint, body, created, event=event)
+                )
+            else:
+                planned.append(
+                    DeliveryResult(endpoint, event_id, event_type, False, None, 0, f"PayloadError: {body!s}", 0.0)
+                )
+        return planned
+
+    def plan(
+        self, event: WebhookEvent, *, environment: int | None = None, organisation: int | None = None
+    ) -> list[Delivery]:
+        """Route ``event`` to its endpoints and encode it, once per payload format: one :class:`Delivery` per
+        endpoint, in routing order. No I/O; nothing is sent.
+
+        Routing is :meth:`publish`'s (below). An endpoint whose payload format cannot express the event gets no
+        delivery: its failed :class:`DeliveryResult` (0 attempts, an ``error`` starting with ``PayloadError``)
+        goes to ``on_result`` and the log at once, as :meth:`publish` reports it. Hand the deliveries to
+        :meth:`deliver`, to a :class:`~flaghooks.BackgroundDelivery`, or to a queue of your own that calls
+        :meth:`attempt` and :func:`~flaghooks.classify`.
+        """
+        deliveries: list[Delivery] = []
+        for item in self._plan(event, environment, organisation):
+            if type(item) is Delivery:
+                deliveries.append(item)
+            else:
+                assert isinstance(item, DeliveryResult)
+                self._report(item)
+        return deliveries
 
     def publish(
         self, event: WebhookEvent, *, environment: int | None = None, organisation: int | None = None
@@ -249,35 +310,22 @@ class Webhooks:
         of the entry's organisation. A given ``environment`` or ``organisation`` replaces the one read from the
         event for that scope. Disabled endpoints and endpoints that do not take this event type are skipped;
         an endpoint subscribed to both scopes gets the event once. The event is encoded once per payload
-        format.
+        format. It is :meth:`plan`, then :meth:`deliver` for each delivery, in the calling thread.
 
         Raises :class:`ConfigError` when an audit event has no organisation to go to.
         """
-        if not isinstance(event, WebhookEvent):
-            raise TypeError(f"event must be a WebhookEvent, got {type(event).__name__}")
-        if environment is not None:
-            _scope_id("environment", environment)
-        if organisation is not None:
-            _scope_id("organisation", organisation)
-        bodies: dict[PayloadFormat, bytes | PayloadError] = {}
         results = []
-        for endpoint in self._route(event, environment, organisation):
-            fmt = endpoint.format or self._format
-            body = bodies.get(fmt)
-            if body is None:
-                try:
-                    body = encode(event, fmt)
-                except PayloadError as exc:
-                    body = exc
-                bodies[fmt] = body
-            if isinstance(body, PayloadError):
-                result = DeliveryResult(
-                    endpoint, event.id, event.event_type, False, None, 0, f"PayloadError: {body}", 0.0
-                )
+        policy = self._retry
+        for item in self._plan(event, environment, organisation):
+            if type(item) is Delivery:
+                results.append(self._deliver(item, policy, True))
             else:
-                result = self._deliver(endpoint, event, body, self._retry, may_disable=True)
-            results.append(self._report(result))
+                assert isinstance(item, DeliveryResult)
+                results.append(self._report(item))
         return results
+
+    def _noop_suppressed(self, event: WebhookEvent) -> bool:
+        return not self._send_noop and isinstance(event.data, FlagChange) and event.data.change.is_noop
 
     def feature_state_changed(
         self,
@@ -292,7 +340,7 @@ class Webhooks:
         An update that changed nothing sends nothing and returns ``[]``, unless ``send_noop`` was set.
         """
         event = flag_changed(previous, new, changed_by=changed_by, timestamp=timestamp)
-        if not self._send_noop and isinstance(event.data, FlagChange) and event.data.change.is_noop:
+        if self._noop_suppressed(event):
             return []
         return self.publish(event)
 
@@ -319,103 +367,164 @@ class Webhooks:
             raise ConfigError(f"event_type must be one of {', '.join(_SAMPLES)}, got {event_type!r}") from None
         event = sample_event(kind)
         body = encode(event, endpoint.format or self._format)
-        return self._report(self._deliver(endpoint, event, body, RetryPolicy.never(), may_disable=False))
-
-    # --- one delivery --------------------------------------------------------------------------------
-
-    def _deliver(
-        self, endpoint: Endpoint, event: WebhookEvent, body: bytes, policy: RetryPolicy, *, may_disable: bool
-    ) -> DeliveryResult:
-        started = time.monotonic()
-        signing, secret = endpoint.signing, endpoint.secret
-        flagsmith = None
-        if secret is not None and signing is not Signing.STANDARD:
-            flagsmith = sign_flagsmith(body, secret)
-        keys: list[bytes] = []
-        if signing is not Signing.FLAGSMITH and secret is not None:
-            keys = [standard_key(s) for s in (secret, *endpoint.previous_secrets)]
-        history: list[AttemptResult] = []
-        attempt = 0
-        while True:
-            attempt += 1
-            timestamp = int(time.time())
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": _USER_AGENT,
-                "webhook-id": event.id,
-                "webhook-timestamp": str(timestamp),
-            }
-            if flagsmith is not None:
-                headers["X-Flagsmith-Signature"] = flagsmith
-            if keys:
-                headers["webhook-signature"] = " ".join(
-                    "v1," + _standard_digest(key, event.id, timestamp, body) for key in keys
-                )
-            if endpoint.headers:
-                headers.update(endpoint.headers)
-            request = DeliveryRequest(endpoint.url, body, headers, endpoint.timeout, endpoint, event, attempt)
-            result = self._attempt(request)
-            history.append(result)
-            outcome = classify(result)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "attempt %d/%d of %s %s to %s: %s",
-                    attempt,
-                    policy.attempts,
-                    event.event_type,
-                    event.id,
-                    endpoint.label,
-                    result.status if result.status is not None else result.error,
-                )
-            if outcome is not Outcome.RETRY or attempt >= policy.attempts:
-                break
-            time.sleep(policy.wait(attempt, result.status, result.retry_after, self._random))
-        disabled = False
-        if outcome is Outcome.GONE and may_disable:
-            with self._lock:
-                self._gone.add(endpoint)
-            disabled = True
-            logger.warning("endpoint %s answered 410 Gone: disabled until subscribed again", endpoint.label)
-        last = history[-1]
-        error = last.error
-        if outcome is not Outcome.DELIVERED and error is None:
-            error = f"HTTP {last.status}"
-        return DeliveryResult(
-            endpoint=endpoint,
-            event_id=event.id,
-            event_type=event.event_type,
-            ok=outcome is Outcome.DELIVERED,
-            status=last.status,
-            attempts=len(history),
-            error=None if outcome is Outcome.DELIVERED else error,
-            elapsed=time.monotonic() - started,
-            endpoint_disabled=disabled,
-            history=tuple(history),
+        now_ns = time.time_ns()
+        delivery = Delivery(
+            new_delivery_id(now_ns // 1_000_000),
+            event.id,
+            event.event_type,
+            endpoint,
+            body,
+            utc_from_ns(now_ns),
+            event=event,
         )
+        return self._deliver(delivery, RetryPolicy.never(), False)
 
-    def _attempt(self, request: DeliveryRequest) -> AttemptResult:
+    # --- one attempt, one delivery -------------------------------------------------------------------
+
+    def _signer(self, endpoint: Endpoint) -> Signer:
+        signer = self._signers.get(endpoint)
+        if signer is None:
+            if len(self._signers) >= _SIGNERS_KEPT:
+                self._signers.clear()
+            signer = self._signers[endpoint] = Signer(endpoint)
+        return signer
+
+    def attempt(self, delivery: Delivery, attempt: int = 1) -> AttemptResult:
+        """Make one attempt at ``delivery`` and return what it came to; nothing is retried or reported.
+
+        A fresh ``webhook-timestamp`` and the signatures over it, the endpoint's headers, then the transport;
+        ``webhook-id`` is the event id on every attempt. ``attempt`` (from 1) is passed on to the transport.
+        Whatever the transport does (raise, return something else, quote a secret in its error) ends in an
+        :class:`AttemptResult`; pass it to :func:`~flaghooks.classify` to know what to do next.
+        """
+        if type(delivery) is not Delivery:
+            raise TypeError(f"delivery must be a Delivery, got {type(delivery).__name__}")
+        if isinstance(attempt, bool) or not isinstance(attempt, int):
+            raise TypeError(f"attempt must be an int, got {type(attempt).__name__}")
+        if attempt < 1:
+            raise ConfigError(f"attempt counts from 1, got {attempt}")
+        signer = self._signer(delivery.endpoint)
+        return self._attempt(delivery, attempt, signer, signer.flagsmith(delivery.body))
+
+    def _attempt(self, delivery: Delivery, number: int, signer: Signer, flagsmith: str | None) -> AttemptResult:
+        endpoint, body = delivery.endpoint, delivery.body
+        event = delivery.event
+        if event is None:
+            try:
+                event = decode(body, event_id=delivery.event_id)
+            except PayloadError as exc:
+                return AttemptResult(None, f"PayloadError: the delivery's body is not an event: {exc}", permanent=True)
+        request = DeliveryRequest(
+            endpoint.url,
+            body,
+            signer.headers(delivery.event_id, body, flagsmith),
+            endpoint.timeout,
+            endpoint,
+            event,
+            number,
+        )
+        transport = self._transport
         started = time.monotonic()
         try:
-            result = self._transport.send(request)
+            result = transport.send(request)
         except Exception as exc:  # a transport's bug must not stop the caller; it is a failed attempt
             error = withhold_secrets(f"{type(exc).__name__}: {exc}", request)
             return AttemptResult(None, error, time.monotonic() - started)
-        if not isinstance(result, AttemptResult):
+        if type(result) is not AttemptResult and not isinstance(result, AttemptResult):
             # A programming error in the transport: the same code returns the same junk on every retry, so
             # retrying only delays the caller. Permanent, and named so the author finds it.
             return AttemptResult(
                 None,
-                f"TypeError: {type(self._transport).__name__}.send returned {type(result).__name__}, "
-                "not an AttemptResult",
+                f"TypeError: {type(transport).__name__}.send returned {type(result).__name__}, not an AttemptResult",
                 time.monotonic() - started,
                 permanent=True,
             )
-        if result.error is not None and not isinstance(self._transport, HttpTransport):
+        if result.error is not None and type(transport) is not HttpTransport:
             # A custom transport's error text may quote what it was given (HttpTransport's never does).
             error = withhold_secrets(result.error, request)
             if error != result.error:
                 result = attrs.evolve(result, error=error)
         return result
+
+    def deliver(self, delivery: Delivery, *, retry: RetryPolicy | None = None) -> DeliveryResult:
+        """Deliver ``delivery`` in the calling thread: attempts and retries by ``retry`` (default: this
+        ``Webhooks``' policy), sleeping between them. The result goes to ``on_result`` and is returned; a 410
+        disables the endpoint, as :meth:`publish` does."""
+        if type(delivery) is not Delivery:
+            raise TypeError(f"delivery must be a Delivery, got {type(delivery).__name__}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
+        return self._deliver(delivery, self._retry if retry is None else retry, True)
+
+    def _deliver(self, delivery: Delivery, policy: RetryPolicy, may_disable: bool) -> DeliveryResult:
+        started = time.monotonic()
+        signer = self._signers.get(delivery.endpoint) or self._signer(delivery.endpoint)
+        key = signer.flagsmith_key
+        flagsmith = None if key is None else hmac.digest(key, delivery.body, "sha256").hex()
+        debug = logger.isEnabledFor(_DEBUG)
+        history: list[AttemptResult] = []
+        number = 0
+        limit = policy.attempts
+        while True:
+            number += 1
+            result = self._attempt(delivery, number, signer, flagsmith)
+            history.append(result)
+            outcome = classify(result)
+            if debug:
+                log_attempt(delivery, number, limit, result)
+            if outcome is not Outcome.RETRY or number >= limit:
+                break
+            time.sleep(policy.wait(number, result.status, result.retry_after, self._random))
+        return self._finish(delivery, history, outcome, time.monotonic() - started, None, may_disable)
+
+    # --- how every delivery ends, whoever scheduled it -----------------------------------------------
+
+    def _finish(
+        self,
+        delivery: Delivery,
+        history: Sequence[AttemptResult],
+        outcome: Outcome | None,
+        elapsed: float,
+        error: str | None = None,
+        may_disable: bool = True,
+        disabled: bool = False,
+    ) -> DeliveryResult:
+        """End ``delivery``: build its result, disable its endpoint on a 410, log a failure, call ``on_result``.
+
+        ``outcome`` is the last attempt's (``None`` when the delivery ended without one deciding it: dropped,
+        abandoned, its endpoint disabled); ``error`` then says why. Every executor ends every delivery here,
+        exactly once.
+        """
+        last = history[-1] if history else None
+        status = last.status if last is not None else None
+        ok = outcome is Outcome.DELIVERED
+        if outcome is Outcome.GONE and may_disable:
+            self._disable(delivery.endpoint, "it answered 410 Gone")
+            disabled = True
+        if not ok and error is None:
+            assert last is not None  # an outcome comes from an attempt
+            error = last.error if last.error is not None else f"HTTP {last.status}"
+        result = DeliveryResult(
+            delivery.endpoint,
+            delivery.event_id,
+            delivery.event_type,
+            ok,
+            status,
+            len(history),
+            None if ok else error,
+            elapsed,
+            disabled,
+            tuple(history),
+            delivery.id,
+        )
+        return self._report(result)
+
+    def _disable(self, endpoint: Endpoint, reason: str) -> None:
+        """Skip ``endpoint`` in routing until it is subscribed again."""
+        with self._lock:
+            self._gone.add(endpoint)
+            self._routes.clear()
+        logger.warning("endpoint %s disabled until subscribed again: %s", endpoint.label, reason)
 
     def _report(self, result: DeliveryResult) -> DeliveryResult:
         if not result.ok:
@@ -427,9 +536,10 @@ class Webhooks:
                 result.attempts,
                 result.error,
             )
-        if self._on_result is not None:
+        callback = self._on_result
+        if callback is not None:
             try:
-                self._on_result(result)
+                callback(result)
             except Exception:
                 logger.exception("on_result callback raised for %s", result.event_id)
         return result
@@ -452,71 +562,14 @@ class Webhooks:
         self.close()
 
 
-def _sample_feature() -> tuple[Project, Feature, FeatureState, FeatureState]:
-    project = Project(1, "flaghooks", organisation=1)
-    feature = Feature(
-        id=1,
-        name="flaghooks_ping",
-        project=project,
-        created_date=datetime(2024, 1, 1, tzinfo=UTC),
-        description="A sample feature sent by a flaghooks ping",
+def log_attempt(delivery: Delivery, number: int, limit: int, result: AttemptResult) -> None:
+    """The DEBUG line for one attempt (callers check that DEBUG is enabled first)."""
+    logger.debug(
+        "attempt %d/%d of %s %s to %s: %s",
+        number,
+        limit,
+        delivery.event_type,
+        delivery.event_id,
+        delivery.endpoint.label,
+        result.status if result.status is not None else result.error,
     )
-    before = FeatureState(id=1, feature=feature, environment=Environment(1, "Development"), enabled=False)
-    return project, feature, before, attrs.evolve(before, enabled=True, value="ping")
-
-
-def _sample_flag_updated(now: datetime) -> WebhookEvent:
-    _, _, before, after = _sample_feature()
-    return flag_changed(before, after, changed_by="flaghooks ping", timestamp=now)
-
-
-def _sample_flag_deleted(now: datetime) -> WebhookEvent:
-    _, _, _, after = _sample_feature()
-    return flag_changed(after, None, changed_by="flaghooks ping", timestamp=now)
-
-
-def _sample_audit_log_created(now: datetime) -> WebhookEvent:
-    project, feature, _, _ = _sample_feature()
-    entry = AuditLogEntry(
-        created_date=now,
-        log="Test web hook sent by flaghooks",
-        related_object_type="FEATURE",
-        related_object_id=feature.id,
-        author=Author(1, "ping@flaghooks.invalid", "flaghooks", "ping"),
-        project=project,
-    )
-    return audit_log_created(entry)
-
-
-def _sample_new_version_published(now: datetime) -> WebhookEvent:
-    _, feature, _, _ = _sample_feature()
-    version = VersionPublished(
-        uuid="00000000-0000-4000-8000-000000000001",
-        feature=VersionFeature(feature.id, feature.name),
-        published_by=VersionPublisher(1, "ping@flaghooks.invalid"),
-        feature_states=(VersionFeatureState(enabled=True, value="ping"),),
-    )
-    return version_published(version)
-
-
-# The event types ping can send, each with the builder of its sample (given the current time). ping and the
-# command's --event choices offer exactly these keys: an event type becomes pingable by adding its builder here.
-_SAMPLES: dict[EventType, Callable[[datetime], WebhookEvent]] = {
-    EventType.FLAG_UPDATED: _sample_flag_updated,
-    EventType.FLAG_DELETED: _sample_flag_deleted,
-    EventType.AUDIT_LOG_CREATED: _sample_audit_log_created,
-    EventType.NEW_VERSION_PUBLISHED: _sample_new_version_published,
-}
-
-
-def sample_event(event_type: EventType) -> WebhookEvent:
-    """A realistic sample event of ``event_type``, for pings (``ConfigError`` for a type without a sample)."""
-    builder = _SAMPLES.get(event_type)
-    if builder is None:
-        raise ConfigError(f"event_type must be one of {', '.join(_SAMPLES)}, got {event_type!r}")
-    return builder(datetime.now(UTC))
-
-
-def sample_event_types() -> tuple[EventType, ...]:
-    """The event types :meth:`Webhooks.ping` can send, in the order offered."""
-    return tuple(_SAMPLES)

@@ -18,6 +18,7 @@ from typing import NoReturn
 from . import __version__
 from ._cli_common import describe_target, out, serve, url_host
 from ._cli_demo import run_demo
+from ._cli_demo_background import run_background_demo
 from ._dispatch import Webhooks, sample_event_types
 from ._endpoints import Endpoint, Signing
 from ._events import EventType, FlagChange, WebhookEvent
@@ -29,6 +30,10 @@ from .receiver import WebhookReceiver
 from .transports import HttpTransport
 
 __all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return run_background_demo(args) if args.background else run_demo(args)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -368,7 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-rate", type=_fraction, default=0.0, metavar="F", help="answer 503 to this fraction of first attempts"
     )
     demo.add_argument("--json", action="store_true", help="print one JSON document and nothing else")
-    demo.set_defaults(run=run_demo)
+    demo.add_argument(
+        "--background",
+        action="store_true",
+        help="publish through BackgroundDelivery to two healthy endpoints, a slow one and a dead one",
+    )
+    demo.set_defaults(run=_demo)
 
     ping = commands.add_parser(
         "ping",
