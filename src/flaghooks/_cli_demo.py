@@ -9,7 +9,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
+from wsgiref.simple_server import WSGIServer
 
 from . import __version__
 from ._cli_common import StartResponse, describe_target, out, serve
@@ -143,17 +144,34 @@ def _story(start: datetime) -> tuple[list[Step], Callable[[FlagCache], list[str]
     return steps, check
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    fmt = PayloadFormat(args.format)
-    stdout = sys.stdout
+class DemoReceiver(NamedTuple):
+    """What both demos deliver to: the secret both ends share, the receiver's cache, the events it verified, and
+    the WSGI app (a verifying WebhookReceiver that answers 503 to a fraction of first attempts)."""
+
+    secret: str
+    cache: FlagCache
+    verified: list[WebhookEvent]
+    app: _FlakyReceiver
+
+
+def demo_receiver(fail_rate: float) -> DemoReceiver:
     secret = generate_secret()
     cache = FlagCache()
     verified: list[WebhookEvent] = []
     receiver = WebhookReceiver(secret=secret, standard_secrets=secret, cache=cache, on_event=verified.append)
-    flaky = _FlakyReceiver(receiver, args.fail_rate)
+    return DemoReceiver(secret, cache, verified, _FlakyReceiver(receiver, fail_rate))
+
+
+def serve_in_background(server: WSGIServer) -> None:
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    fmt = PayloadFormat(args.format)
+    stdout = sys.stdout
+    secret, cache, verified, flaky = demo_receiver(args.fail_rate)
     server = serve(flaky, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    serve_in_background(server)
     url = f"http://127.0.0.1:{server.server_port}/webhooks"
     steps, check = _story(datetime.now(UTC).replace(microsecond=0))
     rows = []

@@ -18,15 +18,12 @@ from . import __version__
 from ._background import BackgroundDelivery
 from ._breaker import Breaker, HealthChange
 from ._cli_common import StartResponse, _QuietHandler, out
-from ._cli_demo import _cut, _FlakyReceiver, _story
+from ._cli_demo import _cut, _story, demo_receiver, serve_in_background
 from ._delivery import DeliveryResult
 from ._dispatch import Webhooks
 from ._endpoints import Endpoint, Signing
-from ._events import WebhookEvent
 from ._retry import RetryPolicy
-from ._signing import generate_secret
 from ._wire import PayloadFormat
-from .receiver import FlagCache, WebhookReceiver
 from .transports import HttpTransport
 
 __all__ = ["run_background_demo"]
@@ -42,11 +39,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 def run_background_demo(args: argparse.Namespace) -> int:
     fmt = PayloadFormat(args.format)
     stdout = sys.stdout
-    secret = generate_secret()
-    cache = FlagCache()
-    verified: list[WebhookEvent] = []
-    receiver = WebhookReceiver(secret=secret, standard_secrets=secret, cache=cache, on_event=verified.append)
-    flaky = _FlakyReceiver(receiver, args.fail_rate)
+    secret, cache, verified, flaky = demo_receiver(args.fail_rate)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/slow":
@@ -54,8 +47,7 @@ def run_background_demo(args: argparse.Namespace) -> int:
         return flaky(environ, start_response)
 
     server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    serve_in_background(server)
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))
     dead.listen(64)  # the kernel accepts connections; nothing ever answers them
