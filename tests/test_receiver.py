@@ -5,11 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
@@ -125,27 +122,6 @@ class TestVerifyAndDecode:
 
         with pytest.raises(SignatureError, match="cannot verify"):
             verify_and_decode(BODY, Hostile(), secret=SECRET)
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers = []
-
-    def start(app: Any) -> str:
-        server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def post(

@@ -11,14 +11,24 @@ from cases import ROOT, VECTORS
 
 TESTS = ROOT / "tests"
 # Ways a test could reach outside the checkout: the CI-only shared folder, a parent directory, an env override.
-_OUTSIDE = re.compile(r"\.\./|shared/vectors|FLAGHOOKS_VECTORS|parents\[[2-9]\]|\.parent\.parent|ROOT\.parent\b")
+# Spelled in pieces, so that this file does not itself contain what it looks for.
+_OUTSIDE = re.compile(
+    "|".join(
+        [
+            r"\.\./",
+            "shared" + "/vectors",
+            "FLAGHOOKS" + "_VECTORS",
+            r"parents\[[2-9]\]",
+            r"\.parent\.parent",
+            r"ROOT\.parent\b",
+        ]
+    )
+)
 
 
 @pytest.mark.parametrize("path", sorted(TESTS.rglob("*.py")), ids=lambda p: str(p.relative_to(TESTS)))
 def test_no_test_module_reaches_outside_the_repository(path: Path) -> None:
-    """No test module names a path outside the checkout (this file's own pattern aside)."""
-    if path == Path(__file__).resolve():
-        return
+    """No test module names a path outside the checkout."""
     hits = [line for line in path.read_text(encoding="utf-8").splitlines() if _OUTSIDE.search(line)]
     assert not hits, f"{path.name} reaches outside the repository: {hits}"
 
