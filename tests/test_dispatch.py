@@ -577,3 +577,23 @@ class TestEventsWithoutEnvironment:
         unknown = WebhookEvent("evt_u", "SOMETHING_NEW", {"a": 1})
         assert [r.event_type for r in webhooks.publish(unknown, environment=24)] == ["SOMETHING_NEW"]
         assert transport.requests[-1].body == b'{"data": {"a": 1}, "event_type": "SOMETHING_NEW"}'
+
+
+def test_two_endpoints_with_one_key_cannot_be_subscribed_at_once() -> None:
+    """Durable executors find an endpoint by its key (name, else URL): a second endpoint with the same key is refused,
+    the same endpoint again is fine, and after unsubscribing the old one the new one (a rotated secret) is taken."""
+    webhooks = Webhooks(transport=RecordingTransport())
+    old = Endpoint("https://hooks.example.com/a", secret="old-secret-0123456789")
+    new = Endpoint("https://hooks.example.com/a", secret="new-secret-0123456789")
+    webhooks.subscribe(old, environment=1)
+    webhooks.subscribe(old, environment=2)
+    with pytest.raises(ConfigError, match="key 'https://hooks.example.com/a'"):
+        webhooks.subscribe(new, environment=1)
+    named = Endpoint("https://hooks.example.com/a", name="second")
+    webhooks.subscribe(named, environment=1)  # a distinct name is a distinct key
+    assert webhooks._endpoint_for("https://hooks.example.com/a") == old
+    webhooks.unsubscribe(old)
+    assert webhooks._endpoint_for("https://hooks.example.com/a") is None
+    webhooks.subscribe(new, environment=1)
+    assert webhooks._endpoint_for("https://hooks.example.com/a") == new
+    assert webhooks._endpoint_for("second") == named

@@ -36,7 +36,7 @@ from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_fla
 from ._version import VERSION as _VERSION
 from ._versions import VersionFeature, VersionFeatureState, VersionPublished, VersionPublisher
 from ._wire import PayloadFormat, encode
-from .exceptions import ConfigError, FlaghooksError, PayloadError, SignatureError
+from .exceptions import ConfigError, FlaghooksError, OutboxError, PayloadError, SignatureError, StoreError
 
 __version__ = _VERSION
 
@@ -63,6 +63,7 @@ __all__ = [
     "Identity",
     "MultivariateOption",
     "MultivariateValue",
+    "OutboxError",
     "Outcome",
     "PayloadError",
     "PayloadFormat",
@@ -73,6 +74,7 @@ __all__ = [
     "SignatureError",
     "Signing",
     "StateChange",
+    "StoreError",
     "VersionFeature",
     "VersionFeatureState",
     "VersionPublished",

@@ -117,6 +117,9 @@ class Webhooks:
         self._scopes: dict[ScopeKey, dict[Endpoint, None]] = {}
         self._memberships: dict[Endpoint, dict[ScopeKey, None]] = {}
         self._gone: set[Endpoint] = set()  # disabled (a 410, a breaker) until subscribed again
+        # Durable executors store a delivery's endpoint by its label (its name, else its URL without user
+        # information) and find it again here at each attempt, so a rotated secret applies to queued deliveries.
+        self._by_key: dict[str, Endpoint] = {}
         self._signers: dict[Endpoint, Signer] = {}
         self._routes: dict[tuple[EventType | str, int | None, int | None], tuple[Endpoint, ...]] = {}
         self._random = random.Random()  # noqa: S311 - jitter, not cryptography
@@ -137,11 +140,23 @@ class Webhooks:
         Exactly one of ``environment`` and ``organisation``. An endpoint may be subscribed to any number of
         scopes, and a scope may have any number of endpoints. Subscribing an endpoint again re-enables it if a
         410 disabled it.
+
+        An endpoint's key is its :attr:`~flaghooks.Endpoint.label`: its ``name``, else its URL without user
+        information. Durable executors store deliveries by that key, so two different endpoints subscribed at
+        once may not share it: :class:`ConfigError` (unsubscribe the old one first, or give each a ``name``).
         """
         if not isinstance(endpoint, Endpoint):
             raise ConfigError(f"endpoint must be an Endpoint, got {type(endpoint).__name__}")
         scope = self._scope(environment, organisation)
+        key = endpoint.label
         with self._lock:
+            other = self._by_key.get(key)
+            if other is not None and other != endpoint:
+                raise ConfigError(
+                    f"another endpoint with the key {key!r} is subscribed: an endpoint's key (its name, else its "
+                    "URL) must be unique; unsubscribe the old endpoint first or give each a distinct name"
+                )
+            self._by_key[key] = endpoint
             self._scopes.setdefault(scope, {})[endpoint] = None  # again: keeps its place in the order
             self._memberships.setdefault(endpoint, {})[scope] = None
             self._gone.discard(endpoint)
@@ -150,6 +165,8 @@ class Webhooks:
     def unsubscribe(self, endpoint: Endpoint) -> None:
         """Remove ``endpoint`` from every scope (nothing happens if it was not subscribed)."""
         with self._lock:
+            if self._by_key.get(endpoint.label) == endpoint:
+                del self._by_key[endpoint.label]
             for scope in self._memberships.pop(endpoint, ()):
                 endpoints = self._scopes[scope]
                 del endpoints[endpoint]
@@ -168,6 +185,10 @@ class Webhooks:
                     seen.update(endpoints)
                 return list(seen)
             return list(self._scopes.get(self._scope(environment, organisation), ()))
+
+    def _endpoint_for(self, key: str) -> Endpoint | None:
+        """The subscribed endpoint whose key (label) is ``key``, or ``None``."""
+        return self._by_key.get(key)
 
     # --- publishing ----------------------------------------------------------------------------------
 

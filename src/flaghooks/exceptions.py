@@ -7,7 +7,7 @@ them.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "FlaghooksError", "PayloadError", "SignatureError"]
+__all__ = ["ConfigError", "FlaghooksError", "OutboxError", "PayloadError", "SignatureError", "StoreError"]
 
 
 class FlaghooksError(Exception):
@@ -55,3 +55,15 @@ class ConfigError(FlaghooksError, ValueError):
     Raised when the object is built, so that a mistake shows where it is made and not at the first delivery.
     The message names the field; it never contains a secret.
     """
+
+
+class OutboxError(FlaghooksError):
+    """The SQLite outbox cannot be used: a missing directory, a file that is not a SQLite database or was
+    written by a newer flaghooks, a database locked beyond the busy timeout, a full disk. The message is one
+    line and names the file."""
+
+
+class StoreError(FlaghooksError):
+    """A flag cache's store cannot be reached or used (Redis unreachable, a SQLite file locked beyond the busy
+    timeout, a store written by a newer flaghooks). Nothing of the event was applied; a receiver answers 503
+    with ``Retry-After`` so that the sender retries."""
