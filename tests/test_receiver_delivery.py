@@ -21,7 +21,7 @@ import pytest
 import cases
 from cases import VARIANTS, vector_bytes
 from flaghooks import WebhookEvent, decode, encode, generate_secret, sign_flagsmith, sign_standard
-from flaghooks.receiver import WebhookReceiver
+from flaghooks.receiver import FlagCache, WebhookReceiver
 
 SECRET = "flagsmith-secret"
 STANDARD = generate_secret()
@@ -302,11 +302,13 @@ class TestConcurrentCopies:
     def test_remembers_a_bounded_number_of_ids(self) -> None:
         """Only the newest handled ids are remembered: past the bound, the oldest is forgotten first."""
 
-        class Small(WebhookReceiver):
+        class Small(FlagCache):
             _REMEMBERED_IDS = 2
 
         seen: list[str] = []
-        receiver = Small(secret=SECRET, standard_secrets=STANDARD, on_event=lambda event: seen.append(event.id))
+        receiver = WebhookReceiver(
+            secret=SECRET, standard_secrets=STANDARD, cache=Small(), on_event=lambda event: seen.append(event.id)
+        )
         for msg_id in ["m1", "m2", "m2", "m3", "m3", "m1"]:
             assert call(receiver, environ_for(BODY, both_signed(BODY, msg_id)))[0] == "200 OK"
         assert seen == ["m1", "m2", "m3", "m1"]

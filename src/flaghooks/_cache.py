@@ -70,6 +70,41 @@ class RecentIds:
             return True
 
 
+class Claims:
+    """Which event ids are being handled and which were handled (the newest ``size``), under one lock.
+
+    Claiming before the cache and ``on_event`` run is what makes de-duplication atomic: of concurrent copies
+    of one event exactly one is handled, and the others are told to come back.
+    """
+
+    __slots__ = ("_busy", "_done", "_lock", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._busy: set[str] = set()
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def claim(self, event_id: str) -> bool | None:
+        """True when claimed (the caller handles it), False when handled already, None when being handled."""
+        with self._lock:
+            if event_id in self._done:
+                return False
+            if event_id in self._busy:
+                return None
+            self._busy.add(event_id)
+            return True
+
+    def release(self, event_id: str, handled: bool) -> None:
+        """Give a claim back: remembered as handled, or (the handling failed) free to be claimed again."""
+        with self._lock:
+            self._busy.discard(event_id)
+            if handled:
+                self._done[event_id] = None
+                if len(self._done) > self._size:
+                    self._done.popitem(last=False)
+
+
 class _Feature:
     """Everything the cache holds for one feature in one environment.
 
@@ -131,6 +166,23 @@ class FlagCache:
         # is forgotten with the id (a dead entry per deleted override would otherwise be kept forever).
         self._recent: OrderedDict[str, tuple[_Feature, str, _Entry] | None] = OrderedDict()
         self._live = 0
+        self._claims = Claims(self._REMEMBERED_IDS)
+
+    # --- claiming: who handles an event ----------------------------------------------------------------
+
+    def claim(self, event_id: str) -> bool | None:
+        """Claim the handling of ``event_id`` before applying it and running side effects (``on_event``).
+
+        True: claimed, the caller handles the event, then calls :meth:`release`. False: handled already (a
+        retry after a lost response). None: another caller is handling it right now (answer "try again").
+        Of concurrent claims of one id exactly one gets True.
+        """
+        return self._claims.claim(event_id)
+
+    def release(self, event_id: str, *, handled: bool) -> None:
+        """End a claim: remembered as handled, or (``handled=False``, the handling failed) free to be claimed
+        again, so that the sender's retry runs it."""
+        self._claims.release(event_id, handled)
 
     # --- feeding ---------------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -130,41 +129,6 @@ def verify_and_decode(
 _Answer = tuple[str, bytes | dict[str, Any], list[tuple[str, str]]]
 
 
-class _Claims:
-    """Which event ids are being handled and which were handled (the newest ``size``), under one lock.
-
-    Claiming before the cache and ``on_event`` run is what makes de-duplication atomic: of concurrent copies
-    of one event exactly one is handled, and the others are told to come back.
-    """
-
-    __slots__ = ("_busy", "_done", "_lock", "_size")
-
-    def __init__(self, size: int) -> None:
-        self._busy: set[str] = set()
-        self._done: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-        self._size = size
-
-    def claim(self, event_id: str) -> bool | None:
-        """True when claimed (the caller handles it), False when handled already, None when being handled."""
-        with self._lock:
-            if event_id in self._done:
-                return False
-            if event_id in self._busy:
-                return None
-            self._busy.add(event_id)
-            return True
-
-    def release(self, event_id: str, handled: bool) -> None:
-        """Give a claim back: remembered as handled, or (the handling failed) free to be claimed again."""
-        with self._lock:
-            self._busy.discard(event_id)
-            if handled:
-                self._done[event_id] = None
-                if len(self._done) > self._size:
-                    self._done.popitem(last=False)
-
-
 class WebhookReceiver:
     """A WSGI application that receives web hooks (runs under ``wsgiref``, gunicorn, any PEP 3333 server).
 
@@ -191,7 +155,6 @@ class WebhookReceiver:
     that never echo a secret or a signature.
     """
 
-    _REMEMBERED_IDS = 65536
     _REMEMBERED_UNKNOWN_TYPES = 256
 
     def __init__(
@@ -216,7 +179,6 @@ class WebhookReceiver:
         self._schemes = [name for name, on in (("flagsmith", secret), ("standard", standard_secrets)) if on]
         self._on_event = on_event
         self._max = max_body_bytes
-        self._claims = _Claims(self._REMEMBERED_IDS)
         self._unknown_types: set[str] = set()
         self._unknown_lock = threading.Lock()
 
@@ -289,7 +251,8 @@ class WebhookReceiver:
         except PayloadError as exc:
             return self._reject("400 Bad Request", str(exc), environ)
         event_id = event.id
-        claimed = self._claims.claim(event_id)
+        cache = self.cache
+        claimed = cache.claim(event_id)
         if claimed is None:
             answer = {"error": "another copy of this event is being handled; try again", "event_id": event_id}
             return "503 Service Unavailable", answer, [("Retry-After", "1")]
@@ -297,7 +260,7 @@ class WebhookReceiver:
             return "200 OK", _accepted(event_id, b"true"), []
         handled = False
         try:
-            self.cache.apply(event)
+            cache.apply(event)
             kind: object = event.event_type
             if not isinstance(kind, EventType):
                 self._note_unknown(str(kind))
@@ -310,7 +273,7 @@ class WebhookReceiver:
             )
             return "500 Internal Server Error", {"error": "the event could not be handled"}, []
         finally:
-            self._claims.release(event_id, handled)
+            cache.release(event_id, handled=handled)
         return "200 OK", _accepted(event_id, b"false"), []
 
     def _note_unknown(self, kind: str) -> None:
