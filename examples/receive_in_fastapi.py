@@ -67,6 +67,8 @@ def tour() -> None:
         thread = threading.Thread(target=server.run)
         thread.start()
         while not server.started:
+            if not thread.is_alive():
+                raise SystemExit("uvicorn did not start")
             time.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
