@@ -256,7 +256,7 @@ class TestLeases:
     def setup(self, tmp_path: Path, attempts: int = 3) -> tuple[SqliteOutbox, Webhooks, str]:
         outbox = SqliteOutbox(tmp_path / "outbox.db")
         webhooks = Webhooks(transport=local(), retry=RetryPolicy(attempts=attempts, backoff=0.01, jitter=0))
-        webhooks.subscribe(Endpoint("http://127.0.0.1:9/", name="slow", timeout=0.05), environment=ENV)
+        webhooks.subscribe(Endpoint("http://127.0.0.1:9/", name="slow", timeout=0.3), environment=ENV)
         (delivery,) = OutboxDelivery(webhooks, outbox).publish(event(1))
         return outbox, webhooks, delivery.id
 
@@ -318,11 +318,12 @@ class TestLeases:
             fine = Webhooks(transport=local(), retry=FAST, on_result=results)
             for webhooks in (hung, fine):
                 webhooks.subscribe(endpoint, environment=ENV)
-            first = OutboxDelivery(hung, outbox, workers=1, lease_margin=0.05, poll_interval=0.02)
+            # The first looks for work only when its attempt comes back (a long poll); the second's own lease is long.
+            first = OutboxDelivery(hung, outbox, workers=1, lease_margin=0.05, poll_interval=30)
             (published,) = first.publish(event(1))
             first.start()
             wait_until(lambda: len(gate.started) == 1)
-            second = OutboxDelivery(fine, outbox, workers=1, lease_margin=0.05, poll_interval=0.02)
+            second = OutboxDelivery(fine, outbox, workers=1, lease_margin=5, poll_interval=0.02)
             second.start()
             results.wait_for(lambda: len(results.results) == 1)
             gate.open.set()

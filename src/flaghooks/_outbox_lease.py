@@ -21,8 +21,8 @@ from ._breaker import Breaker, BreakerState, HealthChange, HealthState, breaker_
 from ._delivery import Delivery
 from ._dispatch import Webhooks
 from ._endpoints import Endpoint
+from ._outbox_records import event_type_of, scrub
 from ._outbox_schema import ATTEMPTS, DEAD, DELIVERED, DELIVERIES, ENDPOINTS, IN_FLIGHT, LIVE, PENDING
-from ._outbox_store import event_type_of, scrub
 from ._retry import Outcome
 from .transports import AttemptResult
 
