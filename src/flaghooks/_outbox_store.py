@@ -60,7 +60,7 @@ def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str]) -
             conn.executemany(f"DELETE FROM {ATTEMPTS} WHERE delivery = ?", seqs)
             conn.executemany(f"DELETE FROM {DELIVERIES} WHERE seq = ?", seqs)
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException:  # pragma: no cover - a fault mid-batch (a full disk): that batch is undone
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
@@ -137,7 +137,7 @@ class SqliteOutbox:
         """The connection publishers and inspections share (under the lock); a forked child opens its own."""
         if self._closed:
             raise OutboxError(f"the outbox {self.path} is closed")
-        if self._pid != os.getpid():
+        if self._pid != os.getpid():  # pragma: no cover - runs in forked children (tests/test_outbox_processes.py)
             _inherited.append(self._db)  # the parent's: closing it here could disturb the parent's locks
             self._lock = threading.Lock()
             self._pid = os.getpid()
@@ -166,7 +166,7 @@ class SqliteOutbox:
         with lock:
             try:
                 return conn.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
+            except sqlite3.Error as exc:  # pragma: no cover - reads in WAL mode wait for no lock
                 raise fault(self.path, exc, self._busy_timeout) from None
 
     # --- publishing (OutboxDelivery.publish) ---------------------------------------------------------
@@ -227,7 +227,9 @@ class SqliteOutbox:
                 conn.executemany(_INSERT, rows)
                 conn.execute("RELEASE flaghooks_outbox")
             except BaseException:
-                if conn.in_transaction:  # undo ours only: the application's own writes stay in its transaction
+                if (
+                    conn.in_transaction
+                ):  # pragma: no branch - undo ours only: the application's own writes stay in its transaction
                     conn.execute("ROLLBACK TO flaghooks_outbox")
                     conn.execute("RELEASE flaghooks_outbox")
                 raise
@@ -358,7 +360,7 @@ class SqliteOutbox:
         with lock:
             try:
                 return prune_rows(conn, before, tuple(states))
-            except sqlite3.Error as exc:
+            except sqlite3.Error as exc:  # pragma: no cover - as any write: locked or full
                 raise fault(self.path, exc, self._busy_timeout) from None
 
     def enable(self, key: str | Endpoint) -> bool:
@@ -460,7 +462,7 @@ class SqliteOutbox:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                if self._pid == os.getpid():
+                if self._pid == os.getpid():  # pragma: no branch - a forked child never closes its parent's
                     self._db.close()
 
     def __enter__(self) -> SqliteOutbox:
