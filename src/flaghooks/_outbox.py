@@ -41,6 +41,7 @@ __all__ = ["OutboxDelivery"]
 logger = logging.getLogger("flaghooks")
 
 _PRUNE_EVERY = 60.0  # seconds between the workers' prunes when the outbox has keep_delivered
+_GATHER = 0.005  # seconds an outcome may wait for others to be recorded with it while the workers are busy
 _RUN_TICK = 0.25  # how often run() looks at its stop event while nothing else wakes it
 
 
@@ -284,8 +285,12 @@ class OutboxDelivery:
                     log_attempt(delivery, claim.number, webhooks._retry.attempts, result)
                 item = (claim, result, classify(result))
             with cond:
-                self._done.append(item)
-                cond.notify_all()
+                done = self._done
+                done.append(item)
+                # Outcomes are recorded in batches (one transaction each): wake the pump for a full batch, or
+                # at once when the claimed deliveries run out and the workers would wait for more.
+                if len(done) >= self._workers or jobs.empty():
+                    cond.notify_all()
 
     # --- the pump: the only thread that touches the file ---------------------------------------------
 
@@ -341,8 +346,11 @@ class OutboxDelivery:
                 elif want:  # a retry or a pause this process scheduled ends before the next poll
                     wait = min(wait, soonest)
                 with self._cond:
-                    if not (self._done or self._wanted or self._stopping):
-                        self._cond.wait(wait)
+                    if not (self._wanted or self._stopping):
+                        if not self._done:
+                            self._cond.wait(wait)
+                        elif len(self._done) < self._workers and not self._jobs.empty():
+                            self._cond.wait(_GATHER)  # the workers are busy: let a batch of outcomes gather
         finally:
             conn.close()
             if self._generation == generation:
