@@ -319,7 +319,7 @@ class TestLeases:
             for webhooks in (hung, fine):
                 webhooks.subscribe(endpoint, environment=ENV)
             # The first looks for work only when its attempt comes back (a long poll); the second's own lease is long.
-            first = OutboxDelivery(hung, outbox, workers=1, lease_margin=0.05, poll_interval=30)
+            first = OutboxDelivery(hung, outbox, workers=1, lease_margin=0.2, poll_interval=30)
             (published,) = first.publish(event(1))
             first.start()
             wait_until(lambda: len(gate.started) == 1)
@@ -411,7 +411,7 @@ class TestRunning:
             ({"breaker": "no"}, "breaker"),
             ({"on_health": 3}, "on_health"),
             ({"poll_interval": 0}, "poll_interval"),
-            ({"lease_margin": -1}, "lease_margin"),
+            ({"lease_margin": 0}, "lease_margin"),
         ],
     )
     def test_bad_arguments_are_config_errors(self, tmp_path: Path, kwargs: dict[str, Any], match: str) -> None:

@@ -9,6 +9,7 @@ ends (delivered or dead) is reported through ``Webhooks._finish``, after the tra
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
@@ -117,7 +118,8 @@ class OutboxDelivery:
             raise ConfigError("OutboxDelivery.on_health must be callable or None")
         self._on_health = on_health
         self._poll = seconds("OutboxDelivery", "poll_interval", poll_interval)
-        self._lease_margin = seconds("OutboxDelivery", "lease_margin", lease_margin, zero=True)
+        # > 0: a claimed delivery waits a moment for a free worker, and must still have its whole timeout left
+        self._lease_margin = seconds("OutboxDelivery", "lease_margin", lease_margin)
         self._fresh()
         _live.add(self)
 
@@ -410,5 +412,13 @@ def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked childre
         instance._fresh()
 
 
+def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
+    # At interpreter exit, let attempts in flight record their outcomes (fewer duplicates after a restart).
+    for instance in list(_live):
+        if instance._pump is not None:
+            instance.close()
+
+
 if hasattr(os, "register_at_fork"):  # pragma: no branch - absent where there is no fork (Windows)
     os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all)
