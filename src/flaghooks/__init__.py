@@ -31,6 +31,9 @@ from ._models import (
     Project,
     Segment,
 )
+from ._outbox import OutboxDelivery
+from ._outbox_records import AttemptRecord, DeliveryRecord
+from ._outbox_store import SqliteOutbox
 from ._retry import Outcome, RetryPolicy, classify
 from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
 from ._version import VERSION as _VERSION
@@ -42,12 +45,14 @@ __version__ = _VERSION
 
 __all__ = [
     "Action",
+    "AttemptRecord",
     "AuditLogEntry",
     "Author",
     "BackgroundDelivery",
     "Breaker",
     "ConfigError",
     "Delivery",
+    "DeliveryRecord",
     "DeliveryResult",
     "Endpoint",
     "Environment",
@@ -63,6 +68,7 @@ __all__ = [
     "Identity",
     "MultivariateOption",
     "MultivariateValue",
+    "OutboxDelivery",
     "OutboxError",
     "Outcome",
     "PayloadError",
@@ -73,6 +79,7 @@ __all__ = [
     "Segment",
     "SignatureError",
     "Signing",
+    "SqliteOutbox",
     "StateChange",
     "StoreError",
     "VersionFeature",
