@@ -168,8 +168,7 @@ def _show(outbox: SqliteOutbox, args: argparse.Namespace) -> int:
     fields = _record(record)
     width = max(len(name) for name in fields)
     for name, value in fields.items():
-        shown = "-" if value is None else value
-        out(sys.stdout, f"{name.ljust(width)}  {shown}")
+        out(sys.stdout, f"{name.ljust(width)}  {_cell(value)}")
     if not attempts:
         out(sys.stdout, "no attempts yet")
         return 0
@@ -265,7 +264,10 @@ def add_outbox_command(commands: Any) -> None:
     actions = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION", help="what to do")
 
     stats = actions.add_parser(
-        "stats", parents=[common], help="how many deliveries are in each state", description="Count deliveries by state."
+        "stats",
+        parents=[common],
+        help="how many deliveries are in each state",
+        description="Count deliveries by state.",
     )
     stats.set_defaults(run=_run, action=_stats)
 
