@@ -8,7 +8,9 @@ import json
 import math
 import os
 import re
+import sqlite3
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,13 +18,11 @@ from typing import Any
 import attrs
 
 from ._cli_common import out
-from ._outbox import SqliteOutbox
+from ._outbox_schema import SCHEMA, STATES, fault
+from ._outbox_store import SqliteOutbox
 from .exceptions import OutboxError
 
 __all__ = ["add_outbox_command"]
-
-# The states a delivery goes through, in that order; the command's --state takes these.
-STATES = ("pending", "in_flight", "delivered", "dead")
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -116,14 +116,16 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, clip_las
 
 def _stats(outbox: SqliteOutbox, args: argparse.Namespace) -> int:
     counts = outbox.counts()
-    ordered = {state: counts.get(state, 0) for state in STATES} | counts
+    disabled = outbox.disabled()
     if args.json:
-        _json({"path": args.db, "counts": ordered, "total": sum(ordered.values())})
+        _json({"path": args.db, "counts": counts, "total": sum(counts.values()), "disabled": disabled})
         return 0
-    width = max(len(state) for state in ordered)
-    for state, count in ordered.items():
+    width = max(len(state) for state in counts)
+    for state, count in counts.items():
         out(sys.stdout, f"{state.ljust(width)}  {count:>9}")
-    out(sys.stdout, f"{'total'.ljust(width)}  {sum(ordered.values()):>9}")
+    out(sys.stdout, f"{'total'.ljust(width)}  {sum(counts.values()):>9}")
+    for key, reason in disabled.items():
+        out(sys.stdout, f"disabled: {key} ({_cell(reason)}); `flaghooks outbox enable` lifts it")
     return 0
 
 
@@ -173,9 +175,13 @@ def _show(outbox: SqliteOutbox, args: argparse.Namespace) -> int:
         out(sys.stdout, "no attempts yet")
         return 0
     out(sys.stdout, "")
-    rows = [_record(attempt) for attempt in attempts]
-    headers = list(rows[0])
-    _table(headers, [[row[name] for name in headers] for row in rows])
+    _table(
+        ("attempt", "at", "status", "ms", "error", "answer"),
+        [
+            (a.number, a.at, a.status, f"{a.elapsed * 1000:.1f}", a.error, a.response_body.decode("utf-8", "replace"))
+            for a in attempts
+        ],
+    )
     return 0
 
 
@@ -223,11 +229,23 @@ def _age(length: timedelta) -> str:
 
 
 def _open(path: str) -> SqliteOutbox:
-    # SqliteOutbox creates a file that is missing; an inspection must not: a mistyped path is an error.
+    # SqliteOutbox creates a missing file, and the outbox's tables in a database without them; an inspection
+    # must do neither: a mistyped path, or the wrong database, is an error.
     if not os.path.exists(path):
         raise _UsageError(f"--db {path}: no such file")
     if os.path.isdir(path):
         raise _UsageError(f"--db {path}: a directory, not an outbox file")
+    try:
+        connection = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            found = connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SCHEMA,))
+            is_outbox = found.fetchone() is not None
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise fault(path, exc) from None
+    if not is_outbox:
+        raise OutboxError(f"{path} is a SQLite database without an outbox in it (no {SCHEMA} table)")
     return SqliteOutbox(path)
 
 
