@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -381,3 +382,91 @@ def test_as_a_subprocess(filled: Filled) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["counts"] == {"pending": 2, "in_flight": 0, "delivered": 3, "dead": 3}
+
+
+APP = """
+from flaghooks import Endpoint, RetryPolicy, Webhooks
+from flaghooks.testing import RecordingTransport
+
+def make_webhooks():
+    hooks = Webhooks(transport=RecordingTransport(), retry=RetryPolicy.never())
+    hooks.subscribe(Endpoint("https://cache.example/flags", name="cache"), environment=23)
+    hooks.subscribe(Endpoint("https://ledger.example/flags", name="ledger"), environment=23)
+    return hooks
+
+def broken():
+    raise KeyError("FLAG_CACHE_URL")
+
+not_a_function = 3
+
+def nothing():
+    return None
+"""
+
+
+class TestWork:
+    def test_delivers_until_sigterm(self, filled: Filled, tmp_path: Path) -> None:
+        """`outbox work --app module:function` delivers what is pending from the file (the worker's own
+        Webhooks, here the ledger answers 200) and stops on SIGTERM with exit 0 and a summary."""
+        (tmp_path / "hooks_app.py").write_text(APP)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(tmp_path)])}
+        command = ["outbox", "work", "--db", str(filled.path), "--app", "hooks_app:make_webhooks"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flaghooks", *command, "--poll-interval", "0.05"],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            assert process.stderr is not None
+            assert "delivering from" in process.stderr.readline()
+            with SqliteOutbox(filled.path) as outbox:
+                _wait(lambda: outbox.counts()["pending"] == 0)
+                assert outbox.replay(endpoint="ledger") == 3
+                _wait(lambda: outbox.counts()["delivered"] == 3 + 2 + 3)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        assert err.rstrip().endswith("stopped; the outbox holds 0 pending, 0 in_flight, 8 delivered, 0 dead")
+
+    @pytest.mark.parametrize(
+        ("app", "words"),
+        [
+            ("hooks_app", "give module:function"),
+            ("no_such_module_here:make", "cannot import no_such_module_here"),
+            ("hooks_app:missing", "hooks_app has no missing"),
+            ("hooks_app:not_a_function", "not_a_function is not callable"),
+            ("hooks_app:broken", "raised KeyError: 'FLAG_CACHE_URL'"),
+            ("hooks_app:nothing", "returned NoneType, not a flaghooks.Webhooks"),
+        ],
+    )
+    def test_bad_app(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        app: str,
+        words: str,
+    ) -> None:
+        """An --app that cannot give a Webhooks is bad usage: one line saying why, exit 2, no file made."""
+        (tmp_path / "hooks_app.py").write_text(APP)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, "hooks_app", raising=False)
+        path = tmp_path / "outbox.db"
+        status, out, err = run(capsys, "work", "--db", str(path), "--app", app)
+        _one_line_error(status, out, err, 2)
+        assert words in err and not path.exists()
+
+    def test_unusable_file(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A --db in a missing directory: the outbox's one-line error, exit 1."""
+        (tmp_path / "hooks_app.py").write_text(APP)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, "hooks_app", raising=False)
+        status, out, err = run(
+            capsys, "work", "--db", str(tmp_path / "nope" / "outbox.db"), "--app", "hooks_app:make_webhooks"
+        )
+        _one_line_error(status, out, err, 1)
+        assert "does not exist" in err

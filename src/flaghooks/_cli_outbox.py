@@ -1,10 +1,13 @@
-"""``flaghooks outbox``: inspect and repair a SQLite outbox (stats, list, show, replay, prune, enable)."""
+"""``flaghooks outbox``: inspect and repair a SQLite outbox (stats, list, show, replay, prune, enable) and run
+its workers (work)."""
 
 from __future__ import annotations
 
 import argparse
 import enum
+import importlib
 import json
+import logging
 import math
 import os
 import re
@@ -18,6 +21,8 @@ from typing import Any
 import attrs
 
 from ._cli_common import out
+from ._dispatch import Webhooks
+from ._outbox import OutboxDelivery
 from ._outbox_schema import SCHEMA, STATES, fault
 from ._outbox_store import SqliteOutbox
 from .exceptions import OutboxError
@@ -62,6 +67,13 @@ def _limit(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) == 0:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return int(text)
+
+
+def _positive_seconds(text: str) -> float:
+    seconds = _duration(text).total_seconds()
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+    return seconds
 
 
 # --- output ---------------------------------------------------------------------------------------------
@@ -249,6 +261,65 @@ def _open(path: str) -> SqliteOutbox:
     return SqliteOutbox(path)
 
 
+def _factory(spec: str) -> Callable[[], object]:
+    """``module:function`` (``package.module:function``) imported: the function that builds the Webhooks."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise _UsageError(f"--app {spec}: give module:function, e.g. myapp.hooks:make_webhooks")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _UsageError(f"--app {spec}: cannot import {module_name}: {exc}") from None
+    target: object = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise _UsageError(f"--app {spec}: {module_name} has no {attribute}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise _UsageError(f"--app {spec}: {attribute} is not callable")
+    return target
+
+
+def _work(args: argparse.Namespace) -> int:
+    """Run workers on the file in this process until SIGTERM or SIGINT."""
+    where = "flaghooks outbox work"
+    try:
+        make = _factory(args.app)
+        try:
+            webhooks = make()
+        except Exception as exc:  # the app's own code: say where it failed, in one line
+            raise _UsageError(f"--app {args.app} raised {type(exc).__name__}: {exc}") from None
+        if not isinstance(webhooks, Webhooks):
+            raise _UsageError(f"--app {args.app}: returned {type(webhooks).__name__}, not a flaghooks.Webhooks")
+    except _UsageError as exc:
+        out(sys.stderr, f"{where}: error: {exc}")
+        return 2
+    if not logging.getLogger().handlers:  # the app's own logging configuration wins
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        with webhooks, SqliteOutbox(args.db) as outbox:
+            delivery = OutboxDelivery(
+                webhooks,
+                outbox,
+                workers=args.workers,
+                per_endpoint=args.per_endpoint,
+                poll_interval=args.poll_interval,
+            )
+            out(
+                sys.stderr,
+                f"{where}: delivering from {args.db} with {args.workers} workers; SIGTERM or Ctrl-C stops "
+                "(attempts in flight are finished first)",
+            )
+            delivery.run()
+            counts = outbox.counts()
+    except OutboxError as exc:
+        out(sys.stderr, f"{where}: error: {exc}")
+        return 1
+    summary = ", ".join(f"{count} {state}" for state, count in counts.items())
+    out(sys.stderr, f"{where}: stopped; the outbox holds {summary}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     action: Callable[[SqliteOutbox, argparse.Namespace], int] = args.action
     where = f"flaghooks outbox {args.outbox_command}"
@@ -365,3 +436,36 @@ def add_outbox_command(commands: Any) -> None:
     )
     enable.add_argument("key", metavar="KEY", help="the endpoint's key (its name, else its URL)")
     enable.set_defaults(run=_run, action=_enable)
+
+    work = actions.add_parser(
+        "work",
+        help="run outbox workers in this process",
+        description="Deliver from the outbox in this process until SIGTERM or SIGINT (attempts in flight are "
+        "finished first): OutboxDelivery(...).run() for a systemd service or a container. --app names a "
+        "function that returns the flaghooks.Webhooks to send with (its subscriptions, transport, retry policy "
+        "and on_result), made as the app makes it. The file is created if it does not exist yet. Log lines go "
+        "to stderr unless the app configures logging.",
+    )
+    work.add_argument("--db", required=True, metavar="PATH", help="the outbox's SQLite file")
+    work.add_argument(
+        "--app",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="a function taking no arguments that returns the Webhooks, e.g. myapp.hooks:make_webhooks",
+    )
+    work.add_argument("--workers", type=_limit, default=4, metavar="N", help="attempts at once (default: 4)")
+    work.add_argument(
+        "--per-endpoint",
+        type=_limit,
+        default=1,
+        metavar="N",
+        help="attempts at once to one endpoint, across every process on the file (default: 1)",
+    )
+    work.add_argument(
+        "--poll-interval",
+        type=_positive_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often to look for deliveries published by other processes (default: 1)",
+    )
+    work.set_defaults(run=_work)
