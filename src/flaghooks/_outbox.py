@@ -128,6 +128,7 @@ class OutboxDelivery:
         self._wanted = False  # something was published here: look for due deliveries now
         self._stopping = False
         self._deadline: float | None = None
+        self._stop_event: threading.Event | None = None  # run()'s
         self._pump: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self._generation = getattr(self, "_generation", 0) + 1
@@ -191,7 +192,7 @@ class OutboxDelivery:
         with self._cond:
             if self._pump is not None:
                 return
-            self._stopping, self._deadline = False, None
+            self._stopping, self._deadline, self._stop_event = False, None, None
             self._start_attempts()
             self._pump = threading.Thread(
                 target=self._pump_loop, args=(None,), name="flaghooks-outbox-pump", daemon=True
@@ -205,6 +206,13 @@ class OutboxDelivery:
         if stop is not None and not isinstance(stop, threading.Event):
             raise ConfigError(f"OutboxDelivery.run's stop must be a threading.Event or None, got {type(stop).__name__}")
         event = stop if stop is not None else threading.Event()
+        with self._cond:
+            if self._pump is not None:
+                raise ConfigError("OutboxDelivery is running already (start() or run())")
+            self._stopping, self._deadline = False, None
+            self._pump = threading.current_thread()
+            self._stop_event = event
+            self._start_attempts()
         previous: dict[signal.Signals, Any] = {}
         if stop is None and threading.current_thread() is threading.main_thread():
 
@@ -214,17 +222,10 @@ class OutboxDelivery:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous[signum] = signal.signal(signum, handle)
         try:
-            with self._cond:
-                if self._pump is not None:
-                    raise ConfigError("OutboxDelivery is running already (start() or run())")
-                self._stopping, self._deadline = False, None
-                self._pump = threading.current_thread()
-                self._start_attempts()
             self._pump_loop(event)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            self._stop_attempts()
             with self._cond:
                 self._pump = None
 
@@ -269,7 +270,12 @@ class OutboxDelivery:
                 return
             delivery = claim.delivery
             item: Done
-            if self._stopping or time.time() + delivery.endpoint.timeout > claim.lease_until:
+            stop = self._stop_event
+            if (
+                self._stopping
+                or (stop is not None and stop.is_set())
+                or time.time() + delivery.endpoint.timeout > claim.lease_until
+            ):
                 item = (claim, None, None)  # released: never attempted, so it cannot outlive its lease
             else:
                 signer = webhooks._signer(delivery.endpoint)
