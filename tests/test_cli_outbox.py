@@ -63,7 +63,7 @@ def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> None:
 def _answer(request: DeliveryRequest) -> AttemptResult:
     """The cache endpoint takes everything; the ledger answers 500 with a body; "gone" answers 410."""
     if request.endpoint.name == "ledger":
-        return AttemptResult(500, response_body=b"ledger is down\nfor maintenance")
+        return AttemptResult(500, response_body=b"ledger is down\nfor maintenance" + b" until later" * 20)
     if request.endpoint.name == "gone":
         return AttemptResult(410)
     return AttemptResult(200)
@@ -205,7 +205,8 @@ class TestShow:
         assert fields["endpoint_key"] == "ledger" and fields["state"] == "dead" and fields["attempts"] == "2"
         attempts = out.split("\n\n")[1].splitlines()
         assert len(attempts) == 1 + 2 and all("500" in row for row in attempts[1:])
-        assert all("ledger is down for maintenance" in row for row in attempts[1:])
+        assert all("ledger is down for maintenance until later" in row for row in attempts[1:])
+        assert all(len(row.split("  ")[-1]) == 80 and row.endswith("...") for row in attempts[1:])  # clipped
 
     def test_json(self, filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
         """show --json: the record as get() has it and every attempt, times in ISO 8601."""
@@ -288,7 +289,10 @@ class TestPrune:
         status, out, _ = run(capsys, "prune", "--db", str(filled.path), "--older-than", "1.5h")
         assert status == 0 and out.endswith("older than 90m\n")
 
-    @pytest.mark.parametrize("args", [[], ["--older-than", "soon"], ["--older-than", "-1d"], ["--older-than", "1y"]])
+    @pytest.mark.parametrize(
+        "args",
+        [[], ["--older-than", "soon"], ["--older-than", "-1d"], ["--older-than", "1y"], ["--older-than", "9" * 400]],
+    )
     def test_bad_age(self, filled: Filled, args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         """--older-than is required and must be a duration: otherwise bad usage, one line, exit 2."""
         with pytest.raises(SystemExit) as exited:
@@ -470,3 +474,13 @@ class TestWork:
         )
         _one_line_error(status, out, err, 1)
         assert "does not exist" in err
+
+    @pytest.mark.parametrize(
+        ("option", "value"), [("--poll-interval", "0"), ("--workers", "0"), ("--per-endpoint", "x")]
+    )
+    def test_bad_numbers(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str) -> None:
+        """--workers and --per-endpoint are whole numbers above 0, --poll-interval a duration above 0."""
+        with pytest.raises(SystemExit) as exited:
+            main(["outbox", "work", "--db", str(tmp_path / "o.db"), "--app", "m:f", option, value])
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and option in err and len(err.strip().splitlines()) == 1

@@ -83,8 +83,6 @@ def _plain(value: Any) -> Any:
     """A record's field as JSON has it: times in ISO 8601, bytes as text, enums by value."""
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, enum.Enum):
