@@ -176,7 +176,10 @@ class TestList:
         status, out, _ = run(capsys, "list", *db, "--since", "2999-01-01T00:00+02:00")
         assert status == 0 and out == "no deliveries match\n"
         status, out, _ = run(capsys, "list", *db, "--limit", "2")
-        assert status == 0 and len(out.splitlines()) == 1 + 2 + 1 and "--limit" in out.splitlines()[-1]
+        assert status == 0 and len(out.splitlines()) == 1 + 2 + 1
+        assert out.splitlines()[-1] == "(the newest 2; raise --limit to see more)"
+        status, out, _ = run(capsys, "list", *db, "--limit", "8")
+        assert status == 0 and len(out.splitlines()) == 1 + 8  # all of them: no hint
 
     @pytest.mark.parametrize(
         ("args", "words"),

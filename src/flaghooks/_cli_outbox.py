@@ -140,7 +140,10 @@ def _stats(outbox: SqliteOutbox, args: argparse.Namespace) -> int:
 
 
 def _list(outbox: SqliteOutbox, args: argparse.Namespace) -> int:
-    records = outbox.deliveries(state=args.state, endpoint=args.endpoint, since=args.since, limit=args.limit)
+    # One more than asked for: whether there are more to show.
+    records = outbox.deliveries(state=args.state, endpoint=args.endpoint, since=args.since, limit=args.limit + 1)
+    more = len(records) > args.limit
+    records = records[: args.limit]
     if args.json:
         _json([_record(record) for record in records])
         return 0
@@ -164,8 +167,8 @@ def _list(outbox: SqliteOutbox, args: argparse.Namespace) -> int:
             for r in records
         ],
     )
-    if len(records) == args.limit:
-        out(sys.stdout, f"(the first {args.limit}; --limit shows more)")
+    if more:
+        out(sys.stdout, f"(the newest {args.limit}; raise --limit to see more)")
     return 0
 
 
