@@ -17,6 +17,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from cases import ROOT
 from flaghooks import (
     Breaker,
     Delivery,
@@ -36,7 +37,7 @@ from flaghooks.cli import main
 from flaghooks.testing import RecordingTransport
 from flaghooks.transports import AttemptResult, DeliveryRequest
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = ROOT / "src"
 
 _FEATURE = Feature(
     id=2411,
