@@ -217,6 +217,8 @@ class TestTheFile:
             holder.execute("BEGIN IMMEDIATE")
             with pytest.raises(OutboxError, match="locked") as caught:
                 OutboxDelivery(webhooks, outbox).publish(event(1))
+            with pytest.raises(OutboxError, match="locked"):
+                SqliteOutbox(path)  # opening it checks the schema in a write transaction
             holder.execute("ROLLBACK")
             holder.close()
             assert str(path) in str(caught.value)
@@ -345,3 +347,21 @@ def test_publishing_an_audit_entry_routes_by_organisation(outbox: SqliteOutbox) 
         deliveries = OutboxDelivery(webhooks, outbox).audit_log_created(entry)
     assert [d.event_type for d in deliveries] == [audit_log_created(entry).event_type]
     assert outbox.counts()["pending"] == 1
+
+
+def test_version_published_noop_updates_and_unknown_event_types(outbox: SqliteOutbox) -> None:
+    """version_published stores its event for the environment's endpoints; a no-op state change stores nothing;
+    a stored event type flaghooks does not know reads back as its plain name."""
+    from flaghooks import VersionFeature, VersionPublished
+    from flaghooks._outbox_records import event_type_of
+
+    with hooks(["http://127.0.0.1:9/"]) as webhooks:
+        delivery = OutboxDelivery(webhooks, outbox)
+        (stored,) = delivery.version_published(
+            VersionPublished(uuid="u", feature=VersionFeature(1, "f")), environment=ENV
+        )
+        state = event(1).data.new_state  # type: ignore[union-attr]
+        assert delivery.feature_state_changed(state, state) == []
+    record = outbox.get(stored.id)
+    assert record is not None and record.event_type == "NEW_VERSION_PUBLISHED"
+    assert event_type_of("SOMETHING_NEWER") == "SOMETHING_NEWER"

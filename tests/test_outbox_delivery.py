@@ -256,7 +256,7 @@ class TestLeases:
     def setup(self, tmp_path: Path, attempts: int = 3) -> tuple[SqliteOutbox, Webhooks, str]:
         outbox = SqliteOutbox(tmp_path / "outbox.db")
         webhooks = Webhooks(transport=local(), retry=RetryPolicy(attempts=attempts, backoff=0.01, jitter=0))
-        webhooks.subscribe(Endpoint("http://127.0.0.1:9/", name="slow", timeout=0.05), environment=ENV)
+        webhooks.subscribe(Endpoint("http://127.0.0.1:9/", name="slow", timeout=0.3), environment=ENV)
         (delivery,) = OutboxDelivery(webhooks, outbox).publish(event(1))
         return outbox, webhooks, delivery.id
 
@@ -318,11 +318,12 @@ class TestLeases:
             fine = Webhooks(transport=local(), retry=FAST, on_result=results)
             for webhooks in (hung, fine):
                 webhooks.subscribe(endpoint, environment=ENV)
-            first = OutboxDelivery(hung, outbox, workers=1, lease_margin=0.05, poll_interval=0.02)
+            # The first looks for work only when its attempt comes back (a long poll); the second's own lease is long.
+            first = OutboxDelivery(hung, outbox, workers=1, lease_margin=0.2, poll_interval=30)
             (published,) = first.publish(event(1))
             first.start()
             wait_until(lambda: len(gate.started) == 1)
-            second = OutboxDelivery(fine, outbox, workers=1, lease_margin=0.05, poll_interval=0.02)
+            second = OutboxDelivery(fine, outbox, workers=1, lease_margin=5, poll_interval=0.02)
             second.start()
             results.wait_for(lambda: len(results.results) == 1)
             gate.open.set()
@@ -410,7 +411,7 @@ class TestRunning:
             ({"breaker": "no"}, "breaker"),
             ({"on_health": 3}, "on_health"),
             ({"poll_interval": 0}, "poll_interval"),
-            ({"lease_margin": -1}, "lease_margin"),
+            ({"lease_margin": 0}, "lease_margin"),
         ],
     )
     def test_bad_arguments_are_config_errors(self, tmp_path: Path, kwargs: dict[str, Any], match: str) -> None:
@@ -426,3 +427,97 @@ class TestRunning:
             with pytest.raises(ConfigError, match="stop"):
                 delivery.run(stop=True)  # type: ignore[arg-type]
             assert "stopped" in repr(delivery)
+
+
+class TestMore:
+    def test_disable_after_disables_in_the_file(self, tmp_path: Path) -> None:
+        """An endpoint failing for longer than the breaker's disable_after is disabled in the file: the delivery
+        ends dead with that reason, and on_health hears of it (an on_health that raises is logged, not raised)."""
+        changes: list[str] = []
+
+        def on_health(change: Any) -> None:
+            changes.append(change.state)
+            raise RuntimeError("a bug in the callback")
+
+        results = Results()
+        with HttpServer(lambda request, count: Reply(500)) as server, SqliteOutbox(tmp_path / "o.db") as outbox:
+            with hooks(results) as webhooks:
+                webhooks.subscribe(Endpoint(server.url("/down"), name="down"), environment=ENV)
+                breaker = Breaker(failures=1000, disable_after=0.005)
+                with OutboxDelivery(webhooks, outbox, breaker=breaker, on_health=on_health, poll_interval=0.02) as d:
+                    d.publish(event(1))
+                    d.start()
+                    d.start()  # running already: nothing more happens
+                    assert "running" in repr(d)
+                    results.wait_for(lambda: len(results.results) == 1)
+            assert outbox.disabled() == {"down": "failing for over 0.005 s without a success"}
+        (result,) = results.results
+        assert result.error == "endpoint disabled: failing for over 0.005 s without a success"
+        assert result.endpoint_disabled and result.attempts == 2 and changes == ["disabled"]
+
+    def test_an_attempt_in_flight_when_its_endpoint_is_disabled_is_not_retried(self, tmp_path: Path) -> None:
+        """Two attempts in flight to one endpoint: the first answers 410 and disables it; the second, answering
+        500 a moment later, is not retried: it ends dead because its endpoint is disabled."""
+
+        def answer(request: Received, count: int) -> Reply:
+            return Reply(410) if count == 1 else Reply(500, mode="silent", delay=0.3)
+
+        results = Results()
+        with HttpServer(answer) as server, SqliteOutbox(tmp_path / "o.db") as outbox:
+            with hooks(results) as webhooks:
+                webhooks.subscribe(Endpoint(server.url("/x"), name="x"), environment=ENV)
+                delivery = OutboxDelivery(webhooks, outbox, per_endpoint=2, poll_interval=0.02)
+                for n in range(2):
+                    delivery.publish(event(n))
+                delivery.start()
+                results.wait_for(lambda: len(results.results) == 2)
+                delivery.close()
+            assert len(server.received) == 2
+        errors = sorted(r.error or "" for r in results.results)
+        assert errors == ["HTTP 410", "endpoint disabled: it answered 410 Gone"]
+
+    def test_a_fault_of_the_file_is_logged_and_the_workers_go_on(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An unexpected SQLite error in a worker's transaction is rolled back and logged; the workers try again
+        and deliver. Attempts are logged at DEBUG."""
+        caplog.set_level(logging.DEBUG, logger="flaghooks")
+        faults = [sqlite3.OperationalError("disk I/O error")]
+        claim = Ledger._claim
+
+        def flaky(self: Ledger, *args: Any) -> Any:
+            if faults:
+                raise faults.pop()
+            return claim(self, *args)
+
+        monkeypatch.setattr(Ledger, "_claim", flaky)
+        results = Results()
+        with HttpServer() as server, SqliteOutbox(tmp_path / "o.db") as outbox, hooks(results) as webhooks:
+            webhooks.subscribe(Endpoint(server.url("/x"), name="x"), environment=ENV)
+            delivery = OutboxDelivery(webhooks, outbox, poll_interval=0.02)
+            delivery.publish(event(1))
+            delivery.start()
+            results.wait_for(lambda: len(results.results) == 1)
+            delivery.close()
+        assert results.results[0].ok
+        assert any("disk I/O error" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+        assert any(r.getMessage().startswith("attempt 1/3") for r in caplog.records)
+
+    def test_a_failed_prune_is_logged(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When the workers' own prune fails, they log it and go on delivering."""
+
+        def broken(*args: Any) -> int:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr("flaghooks._outbox.prune_rows", broken)
+        results = Results()
+        with SqliteOutbox(tmp_path / "o.db", keep_delivered=60) as outbox, hooks(results, Concurrency()) as webhooks:
+            webhooks.subscribe(Endpoint("https://receiver.example/", name="r"), environment=ENV)
+            delivery = OutboxDelivery(webhooks, outbox, poll_interval=0.02)
+            delivery.publish(event(1))
+            delivery.start()
+            results.wait_for(lambda: len(results.results) == 1)
+            delivery.close()
+        assert any("pruning delivered deliveries failed" in r.getMessage() for r in caplog.records)
