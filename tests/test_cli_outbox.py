@@ -321,6 +321,7 @@ def test_enable_lifts_a_durable_disable(tmp_path: Path, capsys: pytest.CaptureFi
     status, out, _ = run(capsys, "enable", "--db", str(path), "gone")
     assert status == 0 and out == "gone: enabled (its workers send to it again)\n"
     assert json.loads(run(capsys, "stats", "--db", str(path), "--json")[1])["disabled"] == {}
+    assert run(capsys, "enable", "--db", str(path), "gone")[1] == "gone: was not disabled\n"
     status, out, _ = run(capsys, "enable", "--db", str(path), "gone", "--json")
     assert status == 0 and json.loads(out) == {"endpoint": "gone", "enabled": True, "was_disabled": False}
 
