@@ -372,13 +372,13 @@ def main() -> None:
     ratio_full = e2e_rates["FULL"] / e2e_rates["background"]
     ratio_normal = e2e_rates["NORMAL"] / e2e_rates["background"]
     print(
-        f"(b) end to end, FULL over BackgroundDelivery:   {ratio_full:.2f}x (target >= {END_TO_END_TARGET}x) "
+        f"(b) end to end, FULL over BackgroundDelivery:   {ratio_full:.3f}x (target >= {END_TO_END_TARGET}x) "
         f"{verdict(ratio_full >= END_TO_END_TARGET)}"
     )
-    print(f"(b) end to end, NORMAL over BackgroundDelivery: {ratio_normal:.2f}x (for comparison)")
+    print(f"(b) end to end, NORMAL over BackgroundDelivery: {ratio_normal:.3f}x (for comparison)")
     ratio_drain = e2e_rates["drain"] / e2e_rates["background"]
     print(
-        f"(b) the outbox's workers alone over BackgroundDelivery end to end: {ratio_drain:.2f}x "
+        f"(b) the outbox's workers alone over BackgroundDelivery end to end: {ratio_drain:.3f}x "
         f"(target >= {END_TO_END_TARGET}x) {verdict(ratio_drain >= END_TO_END_TARGET)}"
     )
 
