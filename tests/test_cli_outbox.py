@@ -460,7 +460,8 @@ class TestWork:
     ) -> None:
         """An --app that cannot give a Webhooks is bad usage: one line saying why, exit 2, no file made."""
         (tmp_path / "hooks_app.py").write_text(APP)
-        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.chdir(tmp_path)  # the app's module is found from the current directory
+        monkeypatch.setattr(sys, "path", list(sys.path))
         monkeypatch.delitem(sys.modules, "hooks_app", raising=False)
         path = tmp_path / "outbox.db"
         status, out, err = run(capsys, "work", "--db", str(path), "--app", app)
@@ -472,7 +473,8 @@ class TestWork:
     ) -> None:
         """A --db in a missing directory: the outbox's one-line error, exit 1."""
         (tmp_path / "hooks_app.py").write_text(APP)
-        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.chdir(tmp_path)  # the app's module is found from the current directory
+        monkeypatch.setattr(sys, "path", list(sys.path))
         monkeypatch.delitem(sys.modules, "hooks_app", raising=False)
         status, out, err = run(
             capsys, "work", "--db", str(tmp_path / "nope" / "outbox.db"), "--app", "hooks_app:make_webhooks"

@@ -267,6 +267,10 @@ def _factory(spec: str) -> Callable[[], object]:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise _UsageError(f"--app {spec}: give module:function, e.g. myapp.hooks:make_webhooks")
+    # As gunicorn and uvicorn do: the app's modules are found from the current directory, which a console
+    # script (unlike ``python -m``) does not put on the path.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
