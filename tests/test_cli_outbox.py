@@ -351,6 +351,20 @@ class TestBadFiles:
         _one_line_error(status, out, err, 1)
         assert err.startswith("flaghooks outbox list: error: ") and str(path) in err
 
+    def test_locked_beyond_the_busy_timeout(
+        self, filled: Filled, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Another connection holding the write lock past the busy timeout: one line saying so, exit 1."""
+        monkeypatch.setattr(SqliteOutbox, "_busy_timeout", 0.2)  # not the 5 s a user waits
+        holder = sqlite3.connect(filled.path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            status, out, err = run(capsys, "stats", "--db", str(filled.path))
+        finally:
+            holder.close()
+        _one_line_error(status, out, err, 1)
+        assert "locked" in err and str(filled.path) in err
+
     def test_a_database_without_an_outbox(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Another SQLite database (the app's, say) is not turned into an outbox by looking at it: exit 1."""
         path = tmp_path / "app.db"
