@@ -1,4 +1,4 @@
-"""The ``flaghooks`` command: demo, ping, listen, sign, verify."""
+"""The ``flaghooks`` command: demo, ping, listen, sign, verify, outbox."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from . import __version__
 from ._cli_common import describe_target, out, serve, url_host
 from ._cli_demo import run_demo
 from ._cli_demo_background import run_background_demo
+from ._cli_outbox import add_outbox_command
 from ._dispatch import Webhooks, sample_event_types
 from ._endpoints import Endpoint, Signing
 from ._events import EventType, FlagChange, WebhookEvent
@@ -477,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sign.set_defaults(run=_sign)
     verify.set_defaults(run=_verify)
+    add_outbox_command(commands)
     return parser
 
 
