@@ -150,8 +150,7 @@ def register(
         acks_late=True,  # acknowledged after the run: a dead worker's message is delivered again
         reject_on_worker_lost=True,  # a pool process that died mid-run: the message goes back, marked redelivered
         ignore_result=True,  # the result is the DeliveryResult (on_result); every message shares its task id
-        serializer="json",
-        queue=queue,
+        serializer="json",  # the message is JSON whatever the app's default (never pickle)
     )(deliver)
     _registered[celery_app] = queue
     delivery = CeleryDelivery(webhooks, task, queue, dead_letters, celery_app)
