@@ -13,8 +13,8 @@ import signal
 from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
-from celery_dead_letters import DeadLetterFile
 
+from celery_dead_letters import DeadLetterFile
 from flaghooks import DeliveryResult, Endpoint, RetryPolicy, Webhooks
 from flaghooks.contrib.celery import CeleryDelivery, configure_app, register
 from flaghooks.transports import AttemptResult, DeliveryRequest, HttpTransport, Transport

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from background_helpers import ENV, event
 from celery_dead_letters import DeadLetterFile
 from celery_helpers import Workers, broker, results, wait_for
+from flaghooks import verify_flagsmith
 from flaghooks_celery_app import SECRET, build
 from httpserver import HttpServer, Received, Reply, free_port
-
-from flaghooks import verify_flagsmith
 
 BROKERS = [
     pytest.param("redis", marks=pytest.mark.redis, id="redis"),
@@ -128,3 +128,28 @@ def test_retry_rows_dead_letters_and_replay(settings: dict[str, Any], tmp_path: 
                 assert len(bad) == 2
         finally:
             app.close()
+
+
+def test_delivery_that_kills_its_worker_every_time_ends(settings: dict[str, Any], tmp_path: Path) -> None:
+    """A delivery whose attempt kills the worker's pool process every time comes back marked redelivered
+    (acks_late, reject_on_worker_lost), is counted, and ends as a dead letter after worker_lost_limit; the
+    worker goes on delivering the rest."""
+    with HttpServer() as receiver:
+        settings["endpoints"] = {"poison": receiver.url("/poison"), "fine": receiver.url("/fine")}
+        settings["lost_limit"] = 2
+        app, _, delivery = publisher(settings)
+        dead = DeadLetterFile(settings["dead"])
+        results_file = Path(settings["results"])
+        try:
+            with Workers(settings, tmp_path) as workers:
+                workers.start(pool="prefork", concurrency=1)
+                planned = {d.endpoint.name: d for d in delivery.publish(event(1), environment=ENV)}
+                wait_for(lambda: len(results(results_file)) == 2, 45, "both deliveries to end", workers)
+        finally:
+            app.close()
+        ended = {r["endpoint"]: r for r in results(results_file)}
+        assert ended["fine"]["ok"]
+        assert not ended["poison"]["ok"] and ended["poison"]["attempts"] == 0
+        assert "3 times (worker_lost_limit 2)" in ended["poison"]["error"]
+        assert [row.id for row in dead.rows()] == [planned["poison"].id]
+        assert [r.path for r in receiver.received] == ["/fine"]

@@ -51,7 +51,7 @@ __all__ = ["TASK_NAME", "CeleryDelivery", "configure_app", "register"]
 logger = logging.getLogger("flaghooks")
 
 TASK_NAME = "flaghooks.deliver"
-_EARLY = 0.05  # a run this close to its due time makes the attempt rather than one more tiny hop
+_EARLY = 0.01  # a run this close to its due time makes the attempt rather than one more tiny hop
 # Both brokers' default redelivery windows: Redis' visibility_timeout (1 h) and RabbitMQ's consumer_timeout
 # (30 min). The default hop stays well below both, with room for the attempt itself.
 _REDIS_VISIBILITY_TIMEOUT = 3600.0
@@ -155,6 +155,7 @@ def register(
     _registered[celery_app] = queue
     delivery = CeleryDelivery(webhooks, task, queue, dead_letters, celery_app)
     runner.send = delivery._send_one
+    delivery._runner = runner
     return delivery
 
 
@@ -186,6 +187,7 @@ class CeleryDelivery:
         self._queue = queue
         self._dead = dead_letters
         self._app = celery_app
+        self._runner: _Runner | None = None  # the worker side, set by register
 
     @property
     def task(self) -> Any:
@@ -254,6 +256,10 @@ class CeleryDelivery:
                 self._send_one(message, 0.0, producer)
 
     def _send_one(self, message: Message, countdown: float, producer: Any = None) -> None:
+        if countdown > 0 and self._app.conf.task_always_eager:
+            # Eager mode (tests) runs the next message at once, ignoring its countdown: wait here instead, or a
+            # long wait would be taken as a storm of immediate hops.
+            time.sleep(countdown)
         self._task.apply_async(
             args=[message.to_json()],
             task_id=message.delivery_id,
