@@ -220,15 +220,20 @@ class TestRunnerSteps:
         assert not result.ok and "came back from a lost worker 3 times (worker_lost_limit 2)" in (result.error or "")
         assert server.received == [] and [row.id for row in setup.dead.rows()] == [planned.id]
 
-    def test_a_retry_carries_its_history(self, setup: Setup, server: HttpServer) -> None:
+    def test_a_retry_carries_its_history(
+        self, setup: Setup, server: HttpServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """A retried attempt queues the next one with the attempt number, the due time and the history; the
-        run that ends the delivery reports every attempt, whichever run made it."""
+        run that ends the delivery reports every attempt, whichever run made it. Each attempt is logged at
+        DEBUG with its number out of the policy's attempts."""
         setup.subscribe("busy")
         sent = self.sends(setup)
         runner = setup.delivery._runner
         assert runner is not None
         busy = setup.webhooks.plan(event(8), environment=ENV)[1]
-        runner.run(Message.first(busy).to_json(), False)
+        with caplog.at_level(logging.DEBUG, logger="flaghooks"):
+            runner.run(Message.first(busy).to_json(), False)
+        assert "attempt 1/3 of FLAG_UPDATED evt_8 to busy: 503" in caplog.text
         [(second, countdown)] = sent
         assert (second.attempt, [a.status for a in second.history], countdown) == (2, [503], 0.0)
         runner.run(second.to_json(), False)
