@@ -31,6 +31,8 @@ from ._models import (
     Project,
     Segment,
 )
+from ._outbox import OutboxDelivery
+from ._outbox_store import AttemptRecord, DeliveryRecord, SqliteOutbox
 from ._retry import Outcome, RetryPolicy, classify
 from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
 from ._version import VERSION as _VERSION
@@ -42,12 +44,14 @@ __version__ = _VERSION
 
 __all__ = [
     "Action",
+    "AttemptRecord",
     "AuditLogEntry",
     "Author",
     "BackgroundDelivery",
     "Breaker",
     "ConfigError",
     "Delivery",
+    "DeliveryRecord",
     "DeliveryResult",
     "Endpoint",
     "Environment",
@@ -63,6 +67,7 @@ __all__ = [
     "Identity",
     "MultivariateOption",
     "MultivariateValue",
+    "OutboxDelivery",
     "OutboxError",
     "Outcome",
     "PayloadError",
@@ -72,6 +77,7 @@ __all__ = [
     "Scope",
     "Segment",
     "SignatureError",
+    "SqliteOutbox",
     "Signing",
     "StateChange",
     "StoreError",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import attrs
 
 from ._endpoints import Endpoint
+from ._retry import Outcome
 from .exceptions import ConfigError
 
-__all__ = ["Breaker", "HealthChange", "seconds"]
+__all__ = ["Breaker", "BreakerState", "HealthChange", "Step", "breaker_step", "seconds"]
 
 HealthState = Literal["failing", "recovered", "disabled"]
 
@@ -84,3 +85,55 @@ class HealthChange:
     state: HealthState
     reason: str
     at: datetime
+
+
+class BreakerState:
+    """One endpoint's breaker, as an executor keeps it (in memory, or in a file): times are on the executor's
+    clock (``time.monotonic()`` in one process, ``time.time()`` when several processes share the state)."""
+
+    __slots__ = ("cooldown", "failing_since", "failures", "half_open", "paused_until")
+
+    def __init__(self) -> None:
+        self.failures = 0  # consecutive failed attempts
+        self.failing_since: float | None = None
+        self.cooldown = 0.0  # the last pause's length; 0 while the breaker is closed
+        self.paused_until: float | None = None
+        self.half_open = False  # the pause is over: one probe decides
+
+
+class Step(NamedTuple):
+    """What one attempt's outcome did to an endpoint's breaker (:func:`breaker_step`)."""
+
+    recovered: str | None  # a success closed a tripped breaker: the "recovered" reason
+    failing: str | None  # the breaker tripped: the "failing" reason
+    disable: str | None  # disable the endpoint now, for this reason (a 410, or failing for disable_after)
+    paused: bool  # a pause started (``paused_until`` is set): the executor wakes the endpoint then
+
+
+def breaker_step(state: BreakerState, breaker: Breaker, outcome: Outcome, now: float, was_probe: bool) -> Step:
+    """Update ``state`` after an attempt that came to ``outcome`` at ``now``; ``was_probe`` when the attempt was
+    the one let through after a pause. Pure: every executor applies the same rules, and does the rest (end the
+    delivery, announce the health change, schedule the pause) its own way."""
+    if outcome is Outcome.DELIVERED:
+        recovered = f"delivered after {state.failures} failed attempt(s)" if state.cooldown else None
+        state.failures, state.failing_since, state.cooldown = 0, None, 0.0
+        state.paused_until, state.half_open = None, False
+        return Step(recovered, None, None, False)
+    state.failures += 1
+    if state.failing_since is None:
+        state.failing_since = now
+    if outcome is Outcome.GONE:
+        return Step(None, None, "it answered 410 Gone", False)
+    if now - state.failing_since >= breaker.disable_after:
+        return Step(None, None, f"failing for over {breaker.disable_after:g} s without a success", False)
+    if state.failures >= breaker.failures and (was_probe or state.paused_until is None):
+        failing = None
+        if state.cooldown:
+            state.cooldown = min(breaker.max_cooldown, state.cooldown * 2)
+        else:
+            state.cooldown = breaker.cooldown
+            failing = f"{state.failures} consecutive failed attempts; paused for {state.cooldown:g} s"
+        state.paused_until = now + state.cooldown
+        state.half_open = False
+        return Step(None, failing, None, True)
+    return Step(None, None, None, False)

@@ -547,6 +547,12 @@ class Webhooks:
             self._routes.clear()
         logger.warning("endpoint %s disabled until subscribed again: %s", endpoint.label, reason)
 
+    def _enable(self, endpoint: Endpoint) -> None:
+        """Route to ``endpoint`` again after :meth:`_disable` (a durable executor's file says it was enabled)."""
+        with self._lock:
+            self._gone.discard(endpoint)
+            self._routes.clear()
+
     def _report(self, result: DeliveryResult) -> DeliveryResult:
         if not result.ok:
             logger.warning(

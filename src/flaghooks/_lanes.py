@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ._breaker import Breaker, HealthChange, HealthState
+from ._breaker import Breaker, BreakerState, HealthChange, HealthState, breaker_step
 from ._delivery import Delivery
 from ._dispatch import Webhooks
 from ._endpoints import Endpoint
@@ -42,37 +42,19 @@ class Job:
         self.done = False  # its end is decided (a result is being, or has been, reported)
 
 
-class Lane:
-    """One endpoint's deliveries and breaker state."""
+class Lane(BreakerState):
+    """One endpoint's deliveries and its breaker's state."""
 
-    __slots__ = (
-        "cooldown",
-        "disabled",
-        "due",
-        "endpoint",
-        "failing_since",
-        "failures",
-        "half_open",
-        "in_flight",
-        "in_ready",
-        "paused_until",
-        "probe",
-        "queue",
-        "waiting",
-    )
+    __slots__ = ("disabled", "due", "endpoint", "in_flight", "in_ready", "probe", "queue", "waiting")
 
     def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__()
         self.endpoint = endpoint
         self.queue: deque[Job] = deque()  # first attempts, in publish order
         self.due: deque[Job] = deque()  # retries whose wait is over: they go before the queue
         self.waiting: set[Job] = set()  # retries in the timer heap
         self.in_flight = 0
         self.in_ready = False
-        self.failures = 0  # consecutive failed attempts
-        self.failing_since: float | None = None
-        self.cooldown = 0.0  # the last pause's length; 0 while the breaker is closed
-        self.paused_until: float | None = None
-        self.half_open = False  # the pause is over: one probe decides
         self.probe: Job | None = None
         self.disabled: str | None = None  # why, once disabled
 
@@ -193,47 +175,32 @@ class Scheduler:
             else:
                 self.end(job, reports, outcome)
             return
-        breaker = self.breaker
-        if outcome is Outcome.DELIVERED:
-            if lane.cooldown:
-                self.health(lane, "recovered", f"delivered after {lane.failures} failed attempt(s)", reports)
-                logger.info("endpoint %s recovered", lane.endpoint.label)
-            lane.failures, lane.failing_since, lane.cooldown = 0, None, 0.0
-            lane.paused_until, lane.half_open = None, False
-            self.end(job, reports, outcome)
-        else:
-            lane.failures += 1
-            if lane.failing_since is None:
-                lane.failing_since = now
+        step = breaker_step(lane, self.breaker, outcome, now, was_probe)
+        if step.recovered is not None:
+            self.health(lane, "recovered", step.recovered, reports)
+            logger.info("endpoint %s recovered", lane.endpoint.label)
+        if step.disable is not None:
+            self.disable(lane, step.disable, reports)
             if outcome is Outcome.GONE:
-                self.disable(lane, "it answered 410 Gone", reports)
                 self.end(job, reports, outcome)
-                return
-            if now - lane.failing_since >= breaker.disable_after:
-                reason = f"failing for over {breaker.disable_after:g} s without a success"
-                self.disable(lane, reason, reports)
-                self.end(job, reports, None, f"endpoint disabled: {reason}")
-                return
-            if lane.failures >= breaker.failures and (was_probe or lane.paused_until is None):
-                if lane.cooldown:
-                    lane.cooldown = min(breaker.max_cooldown, lane.cooldown * 2)
-                else:
-                    lane.cooldown = breaker.cooldown
-                    reason = f"{lane.failures} consecutive failed attempts; paused for {lane.cooldown:g} s"
-                    self.health(lane, "failing", reason, reports)
-                    logger.warning("endpoint %s failing: %s", lane.endpoint.label, reason)
-                lane.paused_until = now + lane.cooldown
-                lane.half_open = False
-                heapq.heappush(self.timers, (lane.paused_until, next(self.order), lane))
-            policy = self.webhooks._retry
-            attempts = len(job.history)
-            if outcome is Outcome.RETRY and attempts < policy.attempts:
-                wait = policy.wait(attempts, result.status, result.retry_after, self.webhooks._random)
-                lane.waiting.add(job)
-                self.waiting += 1
-                heapq.heappush(self.timers, (now + wait, next(self.order), job))
             else:
-                self.end(job, reports, outcome)
+                self.end(job, reports, None, f"endpoint disabled: {step.disable}")
+            return
+        if step.failing is not None:
+            self.health(lane, "failing", step.failing, reports)
+            logger.warning("endpoint %s failing: %s", lane.endpoint.label, step.failing)
+        if step.paused:
+            assert lane.paused_until is not None
+            heapq.heappush(self.timers, (lane.paused_until, next(self.order), lane))
+        policy = self.webhooks._retry
+        attempts = len(job.history)
+        if outcome is Outcome.RETRY and attempts < policy.attempts:
+            wait = policy.wait(attempts, result.status, result.retry_after, self.webhooks._random)
+            lane.waiting.add(job)
+            self.waiting += 1
+            heapq.heappush(self.timers, (now + wait, next(self.order), job))
+        else:
+            self.end(job, reports, outcome)
         self.maybe_ready(lane)
         if lane.idle() and self.lanes.get(lane.endpoint) is lane:
             del self.lanes[lane.endpoint]

@@ -1,0 +1,593 @@
+"""SqliteOutbox: the durable file (publishing into it, inspecting it, replaying and pruning) and its records.
+
+Workers (:class:`~flaghooks.OutboxDelivery`) claim and finish deliveries through ``_outbox_lease``; everything
+here is what any process holding the file may do with it, workers running or not.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal
+
+import attrs
+
+from ._breaker import seconds
+from ._delivery import Delivery
+from ._endpoints import Endpoint
+from ._events import EventType
+from ._outbox_schema import (
+    ATTEMPTS,
+    DEAD,
+    DELIVERED,
+    DELIVERIES,
+    ENDED,
+    ENDPOINTS,
+    IN_FLIGHT,
+    PENDING,
+    STATES,
+    fault,
+    migrate,
+    open_connection,
+    to_datetime,
+)
+from .exceptions import ConfigError, OutboxError
+from .transports import AttemptResult
+
+__all__ = ["AttemptRecord", "DeliveryRecord", "SqliteOutbox"]
+
+BODY_KEPT = 1024  # bytes of each response body kept in an attempt record
+_BATCH = 500  # rows per statement or transaction in bulk work (replay by ids, prune)
+_inherited: list[
+    sqlite3.Connection
+] = []  # a forked child's copies of its parent's connections: never used, never closed
+
+_INSERT = (
+    f"INSERT INTO {DELIVERIES} (id, event_id, event_type, endpoint, body, state, due, round_at, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
+)
+_KEY = f"INSERT OR IGNORE INTO {ENDPOINTS} (key) VALUES (?)"
+_COLUMNS = "id, event_id, event_type, endpoint, state, attempts, due, last_status, last_error, created_at, updated_at"
+
+
+def event_type_of(name: str) -> EventType | str:
+    """A stored event type: the EventType for a known one, else the plain name."""
+    try:
+        return EventType(name)
+    except ValueError:
+        return name
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryRecord:
+    """One delivery as the outbox holds it.
+
+    ``state`` is ``"pending"`` (waiting for its next attempt, due at ``next_attempt_at``), ``"in_flight"`` (an
+    attempt is under way; ``next_attempt_at`` is when its lease expires and another worker may take it),
+    ``"delivered"`` or ``"dead"`` (no more attempts; :meth:`SqliteOutbox.replay` sends it again).
+    ``attempts`` counts the attempts since it was published or last replayed; ``last_status`` and
+    ``last_error`` are the last attempt's (or why it went dead without one). Times are UTC.
+    """
+
+    id: str
+    event_id: str
+    event_type: EventType | str
+    endpoint_key: str
+    state: Literal["pending", "in_flight", "delivered", "dead"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class AttemptRecord:
+    """One attempt at a delivery: ``number`` counts the delivery's attempts since it was first published (replays
+    included, so numbers never repeat); ``at`` is when it ended (UTC); ``status``, ``error`` and ``elapsed``
+    (seconds) are the :class:`~flaghooks.transports.AttemptResult`'s; ``response_body`` the first bytes (at most
+    1024) of the response body, with the endpoint's secrets blanked out."""
+
+    delivery_id: str
+    number: int
+    at: datetime
+    status: int | None
+    error: str | None
+    elapsed: float
+    response_body: bytes = attrs.field(repr=lambda body: f"<{len(body)} bytes>")
+
+
+def _record(row: Sequence[Any]) -> DeliveryRecord:
+    state = row[4]
+    return DeliveryRecord(
+        id=row[0],
+        event_id=row[1],
+        event_type=event_type_of(row[2]),
+        endpoint_key=row[3],
+        state=state,
+        attempts=row[5],
+        next_attempt_at=to_datetime(row[6]) if state in (PENDING, IN_FLIGHT) else None,
+        last_status=row[7],
+        last_error=row[8],
+        created_at=datetime.fromtimestamp(row[9], UTC),
+        updated_at=datetime.fromtimestamp(row[10], UTC),
+    )
+
+
+def secret_words(endpoint: Endpoint) -> list[bytes]:
+    """What must never be stored about ``endpoint``: its secrets, header values and URL user information."""
+    values: list[str] = [*endpoint.previous_secrets, *endpoint.headers.values()]
+    if endpoint.secret is not None:
+        values.append(endpoint.secret)
+    values += [value.removeprefix("whsec_") for value in values if value.startswith("whsec_")]
+    authority = endpoint.url.partition("://")[2].split("/", 1)[0]
+    userinfo = authority.rpartition("@")[0]
+    if userinfo:
+        for part in (userinfo, *userinfo.split(":")):
+            values += (part, urllib.parse.unquote(part))
+    words = {value.encode() for value in values if value}
+    return sorted(words, key=len, reverse=True)
+
+
+def scrub(body: bytes, endpoint: Endpoint) -> bytes:
+    """The first bytes of a response body, fit to keep: a receiver may echo what it was sent."""
+    body = body[:BODY_KEPT]
+    if body:
+        for word in secret_words(endpoint):
+            body = body.replace(word, b"***")
+    return body
+
+
+def cutoff(name: str, value: object) -> float:
+    """``since``/``older_than``: a datetime (aware; a naive one is UTC) or a timedelta back from now, as a time."""
+    if isinstance(value, timedelta):
+        return time.time() - value.total_seconds()
+    if isinstance(value, datetime):
+        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
+    raise ConfigError(f"{name} must be a datetime or a timedelta, got {type(value).__name__}")
+
+
+def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str]) -> int:
+    """Delete ended deliveries (and their attempts) last updated before ``before``, one batch per transaction."""
+    marks = ", ".join("?" for _ in states)
+    select = f"SELECT seq FROM {DELIVERIES} WHERE {ENDED} AND state IN ({marks}) AND updated_at < ? LIMIT {_BATCH}"
+    total = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seqs = [(row[0],) for row in conn.execute(select, (*states, before))]
+            conn.executemany(f"DELETE FROM {ATTEMPTS} WHERE delivery = ?", seqs)
+            conn.executemany(f"DELETE FROM {DELIVERIES} WHERE seq = ?", seqs)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        total += len(seqs)
+        if len(seqs) < _BATCH:
+            return total
+
+
+class SqliteOutbox:
+    """A durable outbox in one SQLite file, shared by every thread and process on the host that opens it.
+
+    ``SqliteOutbox(path, *, synchronous="FULL", keep_delivered=None)`` opens the file, creating it and its tables
+    (all named ``flaghooks_outbox_*``, so the file may be the application's own database) when needed.
+
+    - WAL journaling. ``synchronous="FULL"`` (default): a publish that returned survives a power loss;
+      ``"NORMAL"``: it survives a process crash, not a power loss (faster).
+    - The schema has a version and is migrated forward when opened; a file written by a newer flaghooks raises
+      :class:`~flaghooks.OutboxError`.
+    - It never stores a secret: endpoints are stored by key (:attr:`Endpoint.label <flaghooks.Endpoint.label>`),
+      never their secrets, header values or URL user information, and response bodies are kept with those
+      blanked out.
+    - ``keep_delivered`` (a ``timedelta`` or seconds): workers delete delivered deliveries older than that.
+
+    :class:`~flaghooks.OutboxDelivery` publishes into it and runs the workers; here are inspection and repair:
+    :meth:`get`, :meth:`deliveries`, :meth:`attempts`, :meth:`counts`, :meth:`replay`, :meth:`prune`,
+    :meth:`enable`, :meth:`disabled`. A missing directory, a file that is not a SQLite database, a lock held
+    beyond the busy timeout or a full disk raise ``OutboxError`` with one line naming the file.
+    Thread-safe; after ``os.fork()`` the child opens its own connection.
+    """
+
+    _busy_timeout = 5.0  # seconds a publish or an inspection waits for another connection's lock
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        keep_delivered: timedelta | float | None = None,
+    ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise ConfigError(f"SqliteOutbox.path must be a str or a path, got {type(path).__name__}")
+        self.path = os.fspath(path)
+        if not isinstance(synchronous, str) or synchronous.upper() not in ("FULL", "NORMAL"):
+            raise ConfigError(f"SqliteOutbox.synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+        self.synchronous = synchronous.upper()
+        self.keep_delivered = (
+            None if keep_delivered is None else seconds("SqliteOutbox", "keep_delivered", keep_delivered)
+        )
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._known: set[str] = set()  # endpoint keys this process has seen committed in the file
+        self._closed = False
+        self._db = self._connect()
+        try:
+            migrate(self._db, self.path)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise fault(self.path, exc, self._busy_timeout) from None
+        except BaseException:
+            self._db.close()
+            raise
+        self._real = os.path.realpath(self.path)
+
+    def _connect(self, synchronous: str | None = None, busy_timeout: float | None = None) -> sqlite3.Connection:
+        """A new connection of this process's own (workers keep one each)."""
+        return open_connection(
+            self.path,
+            synchronous or self.synchronous,
+            self._busy_timeout if busy_timeout is None else busy_timeout,
+            shared=synchronous is None,
+        )
+
+    def _shared(self) -> tuple[threading.Lock, sqlite3.Connection]:
+        """The connection publishers and inspections share (under the lock); a forked child opens its own."""
+        if self._closed:
+            raise OutboxError(f"the outbox {self.path} is closed")
+        if self._pid != os.getpid():
+            _inherited.append(self._db)  # the parent's: closing it here could disturb the parent's locks
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+            self._db = self._connect()
+        return self._lock, self._db
+
+    def _write(self, work: Any, *args: Any) -> Any:
+        """Run ``work(conn, *args)`` in one BEGIN IMMEDIATE transaction on the shared connection."""
+        lock, conn = self._shared()
+        with lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn, *args)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise fault(self.path, exc, self._busy_timeout) from None
+        return result
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        lock, conn = self._shared()
+        with lock:
+            try:
+                return conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise fault(self.path, exc, self._busy_timeout) from None
+
+    # --- publishing (OutboxDelivery.publish) ---------------------------------------------------------
+
+    def _insert(self, deliveries: Sequence[Delivery], connection: sqlite3.Connection | None = None) -> None:
+        """Store ``deliveries`` (one event's) as pending, all or none: committed on return, or, with the
+        application's ``connection``, written into its open transaction for its commit to decide."""
+        now = time.time()
+        rows = []
+        keys: dict[str, None] = {}
+        for delivery in deliveries:
+            key = delivery.endpoint.label
+            keys[key] = None
+            created = delivery.created_at.timestamp()
+            rows.append(
+                (
+                    delivery.id,
+                    delivery.event_id,
+                    str(delivery.event_type),
+                    key,
+                    delivery.body,
+                    created,
+                    created,
+                    created,
+                    now,
+                )
+            )
+        if connection is not None:
+            self._insert_into(connection, rows, [(key,) for key in keys])
+            return
+        fresh = [(key,) for key in keys if key not in self._known]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            if fresh:
+                conn.executemany(_KEY, fresh)
+            conn.executemany(_INSERT, rows)
+
+        self._write(insert)
+        self._known.update(keys)
+
+    def _insert_into(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], keys: list[tuple[str]]) -> None:
+        if not isinstance(conn, sqlite3.Connection):
+            raise ConfigError(f"connection must be a sqlite3.Connection, got {type(conn).__name__}")
+        try:
+            files = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
+            if not files or not files[0] or os.path.realpath(files[0]) != self._real:
+                raise ConfigError(f"connection must be open on the outbox's file {self.path}")
+            if not conn.in_transaction:
+                if conn.isolation_level is None or getattr(conn, "autocommit", False) is True:
+                    raise ConfigError(
+                        "publish(connection=...) needs an open transaction on that connection (BEGIN first): "
+                        "in autocommit mode nothing could wait for your commit"
+                    )
+                conn.execute("BEGIN")  # what sqlite3 would do before the first INSERT: the commit stays yours
+            conn.execute("SAVEPOINT flaghooks_outbox")
+            try:
+                conn.executemany(_KEY, keys)
+                conn.executemany(_INSERT, rows)
+                conn.execute("RELEASE flaghooks_outbox")
+            except BaseException:
+                if conn.in_transaction:  # undo ours only: the application's own writes stay in its transaction
+                    conn.execute("ROLLBACK TO flaghooks_outbox")
+                    conn.execute("RELEASE flaghooks_outbox")
+                raise
+        except sqlite3.Error as exc:
+            raise fault(self.path, exc) from None
+
+    # --- inspection ----------------------------------------------------------------------------------
+
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        """The delivery ``delivery_id`` (a :class:`~flaghooks.Delivery`'s ``id``), or ``None``."""
+        rows = self._read(f"SELECT {_COLUMNS} FROM {DELIVERIES} WHERE id = ?", (delivery_id,))
+        return _record(rows[0]) if rows else None
+
+    def deliveries(
+        self,
+        state: str | None = None,
+        endpoint: str | Endpoint | None = None,
+        since: datetime | timedelta | None = None,
+        limit: int | None = 100,
+    ) -> list[DeliveryRecord]:
+        """Deliveries, newest first: those in ``state`` (``"pending"``, ``"in_flight"``, ``"delivered"``,
+        ``"dead"``), for ``endpoint`` (a key or an :class:`~flaghooks.Endpoint`), created at or after ``since``
+        (a datetime, or a timedelta back from now); at most ``limit`` (``None``: all)."""
+        where, args = self._filters(state, endpoint, since)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"limit must be an int >= 1 or None, got {limit!r}")
+        sql = f"SELECT {_COLUMNS} FROM {DELIVERIES} WHERE {where} ORDER BY seq DESC"
+        if limit is not None:
+            sql += f" LIMIT {limit}"
+        return [_record(row) for row in self._read(sql, args)]
+
+    @staticmethod
+    def _filters(state: object, endpoint: object, since: object) -> tuple[str, list[Any]]:
+        where: list[str] = ["1"]
+        args: list[Any] = []
+        if state is not None:
+            if state not in STATES:
+                raise ConfigError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+            where.append("state = ?")
+            args.append(state)
+        if endpoint is not None:
+            where.append("endpoint = ?")
+            args.append(key_of(endpoint))
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(cutoff("since", since))
+        return " AND ".join(where), args
+
+    def attempts(self, delivery_id: str) -> list[AttemptRecord]:
+        """Every recorded attempt at ``delivery_id``, oldest first (``[]`` for an unknown id)."""
+        rows = self._read(
+            f"SELECT a.number, a.at, a.status, a.error, a.elapsed, a.response_body FROM {ATTEMPTS} a "
+            f"JOIN {DELIVERIES} d ON d.seq = a.delivery WHERE d.id = ? ORDER BY a.number",
+            (delivery_id,),
+        )
+        return [
+            AttemptRecord(
+                delivery_id=delivery_id,
+                number=number,
+                at=datetime.fromtimestamp(at, UTC),
+                status=status,
+                error=error,
+                elapsed=elapsed,
+                response_body=bytes(body),
+            )
+            for number, at, status, error, elapsed, body in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """How many deliveries are in each state: ``pending``, ``in_flight``, ``delivered``, ``dead``."""
+        counts = dict.fromkeys(STATES, 0)
+        for state, count in self._read(f"SELECT state, count(*) FROM {DELIVERIES} GROUP BY state"):
+            counts[state] = count
+        return counts
+
+    def disabled(self) -> dict[str, str]:
+        """The endpoints disabled in the file (a 410, or the breaker's ``disable_after``): key -> reason."""
+        return dict(self._read(f"SELECT key, disabled FROM {ENDPOINTS} WHERE disabled IS NOT NULL ORDER BY key"))
+
+    # --- repair --------------------------------------------------------------------------------------
+
+    def replay(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        endpoint: str | Endpoint | None = None,
+        since: datetime | timedelta | None = None,
+    ) -> int:
+        """Put deliveries back to pending, with the same delivery id and the same ``webhook-id`` (receivers can
+        de-duplicate), and a fresh count of attempts; returns how many.
+
+        ``ids`` names deliveries (dead or delivered ones are replayed; pending and in-flight ones are left
+        alone); without ``ids``, every dead delivery is, or those for ``endpoint`` (a key or an
+        :class:`~flaghooks.Endpoint`) and created at or after ``since``. A delivery for an endpoint disabled in
+        the file goes dead again: :meth:`enable` it first."""
+        now = time.time()
+        reset = (
+            f"UPDATE {DELIVERIES} SET state = 'pending', attempts = 0, due = ?, round_start = lease, round_at = ?, "
+            "updated_at = ?"
+        )
+        if ids is not None:
+            if isinstance(ids, str):
+                raise ConfigError("replay's ids must be an iterable of delivery ids, not one str")
+            chosen = list(dict.fromkeys(ids))
+            where, args = self._filters(None, endpoint, since)
+
+            def by_id(conn: sqlite3.Connection) -> int:
+                total = 0
+                for start in range(0, len(chosen), _BATCH):
+                    part = chosen[start : start + _BATCH]
+                    marks = ", ".join("?" for _ in part)
+                    sql = f"{reset} WHERE {ENDED} AND id IN ({marks}) AND {where}"
+                    total += conn.execute(sql, (now, now, now, *part, *args)).rowcount
+                return total
+
+            return int(self._write(by_id))
+        where, args = self._filters(DEAD, endpoint, since)
+        return int(self._write(lambda conn: conn.execute(f"{reset} WHERE {where}", (now, now, now, *args)).rowcount))
+
+    def prune(self, older_than: datetime | timedelta, *, states: Sequence[str] = (DELIVERED,)) -> int:
+        """Delete ended deliveries (and their attempt records) last updated before ``older_than`` (a datetime,
+        or a timedelta back from now) whose state is in ``states`` (``"delivered"``, ``"dead"``), in batches
+        of 500 per transaction so that workers are never held up for long; returns how many."""
+        before = cutoff("older_than", older_than)
+        if isinstance(states, str) or not states or any(state not in (DELIVERED, DEAD) for state in states):
+            raise ConfigError(f"prune's states must name 'delivered' and/or 'dead', got {states!r}")
+        lock, conn = self._shared()
+        with lock:
+            try:
+                return prune_rows(conn, before, tuple(states))
+            except sqlite3.Error as exc:
+                raise fault(self.path, exc, self._busy_timeout) from None
+
+    def enable(self, key: str | Endpoint) -> bool:
+        """Lift the durable disabling of an endpoint (by key or :class:`~flaghooks.Endpoint`) and reset its
+        breaker; true when it was disabled. Deliveries that went dead meanwhile stay dead: :meth:`replay` them."""
+        sql = (
+            f"UPDATE {ENDPOINTS} SET disabled = NULL, disabled_at = NULL, failures = 0, failing_since = NULL, "
+            "cooldown = 0, paused_until = NULL, half_open = 0, probe = NULL WHERE key = ? AND disabled IS NOT NULL"
+        )
+        name = key_of(key)
+        return bool(self._write(lambda conn: conn.execute(sql, (name,)).rowcount))
+
+    # --- hooks for executors that keep their dead letters here (contrib.celery) -----------------------
+
+    def _add_dead(self, delivery: Delivery, history: Sequence[AttemptResult], error: str) -> None:
+        """Store ``delivery`` as dead, with its attempts, unless a delivery with its id is here already."""
+        now = time.time()
+        key = delivery.endpoint.label
+        last = history[-1] if history else None
+        created = delivery.created_at.timestamp()
+        row = (
+            delivery.id,
+            delivery.event_id,
+            str(delivery.event_type),
+            key,
+            delivery.body,
+            len(history),
+            len(history),
+            created,
+            None if last is None else last.status,
+            error,
+            created,
+            now,
+        )
+        attempts = [
+            (number, now, result.status, result.error, result.elapsed, scrub(result.response_body, delivery.endpoint))
+            for number, result in enumerate(history, 1)
+        ]
+
+        def add(conn: sqlite3.Connection) -> None:
+            conn.execute(_KEY, (key,))
+            cursor = conn.execute(
+                f"INSERT OR IGNORE INTO {DELIVERIES} (id, event_id, event_type, endpoint, body, state, attempts, "
+                "lease, round_at, last_status, last_error, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, 'dead', ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            if cursor.rowcount:
+                seq = cursor.lastrowid
+                conn.executemany(
+                    f"INSERT INTO {ATTEMPTS} (delivery, number, at, status, error, elapsed, response_body) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(seq, *attempt) for attempt in attempts],
+                )
+
+        self._write(add)
+
+    def _take_dead(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        endpoint: str | Endpoint | None = None,
+        since: datetime | timedelta | None = None,
+    ) -> list[tuple[DeliveryRecord, bytes]]:
+        """Dead deliveries (those named by ``ids``, or all, for ``endpoint``, created since ``since``), oldest
+        first, each with its body; nothing is changed (:meth:`_delete` them once re-queued elsewhere)."""
+        where, args = self._filters(DEAD, endpoint, since)
+        if ids is not None:
+            chosen = list(ids)
+            if not chosen:
+                return []
+            where += f" AND id IN ({', '.join('?' for _ in chosen)})"
+            args += chosen
+        rows = self._read(f"SELECT {_COLUMNS}, body FROM {DELIVERIES} WHERE {where} ORDER BY seq", args)
+        return [(_record(row), bytes(row[-1])) for row in rows]
+
+    def _delete(self, ids: Sequence[str]) -> int:
+        """Delete the deliveries ``ids`` (any state) and their attempts; returns how many."""
+        chosen = list(ids)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            total = 0
+            for start in range(0, len(chosen), _BATCH):
+                part = chosen[start : start + _BATCH]
+                marks = ", ".join("?" for _ in part)
+                conn.execute(
+                    f"DELETE FROM {ATTEMPTS} WHERE delivery IN (SELECT seq FROM {DELIVERIES} WHERE id IN ({marks}))",
+                    part,
+                )
+                total += conn.execute(f"DELETE FROM {DELIVERIES} WHERE id IN ({marks})", part).rowcount
+            return total
+
+        return int(self._write(delete))
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close this process's shared connection (workers close their own when they stop)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                if self._pid == os.getpid():
+                    self._db.close()
+
+    def __enter__(self) -> SqliteOutbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SqliteOutbox {self.path!r}{' closed' if self._closed else ''}>"
+
+
+def key_of(endpoint: object) -> str:
+    """An endpoint argument as its key."""
+    if isinstance(endpoint, Endpoint):
+        return endpoint.label
+    if isinstance(endpoint, str):
+        return endpoint
+    raise ConfigError(f"endpoint must be a key (str) or an Endpoint, got {type(endpoint).__name__}")
