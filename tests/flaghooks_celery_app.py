@@ -1,8 +1,9 @@
 """The Celery app the Celery tests' worker processes run (``python -m celery -A flaghooks_celery_app worker``).
 
 The test and its workers build the same app from the same settings (JSON in ``FLAGHOOKS_CELERY_TEST``): the
-broker, the queue, the endpoints (name -> URL), the dead-letter file and the file every ``DeliveryResult`` is
-appended to, one JSON line each. A request to a URL ending in ``/poison`` kills the process making it.
+broker, the queue, the endpoints (name -> URL), the dead letters' SQLite outbox and the file every
+``DeliveryResult`` is appended to, one JSON line each. A request to a URL ending in ``/poison`` kills the process
+making it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
 
-from celery_dead_letters import DeadLetterFile
-from flaghooks import DeliveryResult, Endpoint, RetryPolicy, Webhooks
+from flaghooks import DeliveryResult, Endpoint, RetryPolicy, SqliteOutbox, Webhooks
 from flaghooks.contrib.celery import CeleryDelivery, configure_app, register
 from flaghooks.transports import AttemptResult, DeliveryRequest, HttpTransport, Transport
 
@@ -54,6 +54,7 @@ def recorder(path: str | None) -> Any:
             "error": result.error,
             "disabled": result.endpoint_disabled,
             "pid": os.getpid(),
+            "ppid": os.getppid(),  # the worker's main process, when the pool is prefork
         }
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -64,8 +65,9 @@ def recorder(path: str | None) -> Any:
     return on_result
 
 
-def build(settings: dict[str, Any]) -> tuple[Celery, Webhooks, CeleryDelivery]:
-    """The app, its ``Webhooks`` and its ``CeleryDelivery``, from the test's settings."""
+def build(settings: dict[str, Any]) -> tuple[Celery, Webhooks, CeleryDelivery, SqliteOutbox | None]:
+    """The app, its ``Webhooks``, its ``CeleryDelivery`` and the dead letters' outbox, from the test's
+    settings."""
     app = Celery("flaghooks_test", broker=settings["broker"], set_as_current=False)
     configure_app(app)
     app.conf.update(
@@ -81,7 +83,7 @@ def build(settings: dict[str, Any]) -> tuple[Celery, Webhooks, CeleryDelivery]:
     )
     for name, url in settings["endpoints"].items():
         webhooks.subscribe(Endpoint(url, name=name, secret=SECRET), environment=ENV)
-    dead = DeadLetterFile(settings["dead"]) if settings.get("dead") else None
+    dead = SqliteOutbox(settings["dead"]) if settings.get("dead") else None
     delivery = register(
         app,
         webhooks,
@@ -90,9 +92,9 @@ def build(settings: dict[str, Any]) -> tuple[Celery, Webhooks, CeleryDelivery]:
         max_hop=settings.get("max_hop", 600.0),
         worker_lost_limit=settings.get("lost_limit", 3),
     )
-    return app, webhooks, delivery
+    return app, webhooks, delivery, dead
 
 
 _settings = os.environ.get("FLAGHOOKS_CELERY_TEST")
 if _settings:  # a worker process: its app is this module's ``app``
-    app, webhooks, delivery = build(json.loads(_settings))
+    app, webhooks, delivery, dead_letters = build(json.loads(_settings))

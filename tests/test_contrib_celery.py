@@ -16,14 +16,15 @@ from celery import Celery  # type: ignore[import-untyped]
 
 from background_helpers import ENV, event, local
 from cases import banner_state
-from celery_dead_letters import DeadLetterFile
 from flaghooks import (
     AuditLogEntry,
     ConfigError,
+    DeliveryRecord,
     DeliveryResult,
     Endpoint,
     PayloadError,
     RetryPolicy,
+    SqliteOutbox,
     VersionFeature,
     VersionPublished,
     Webhooks,
@@ -49,7 +50,8 @@ def app() -> Iterator[Celery]:
 
 
 class Setup:
-    """A Webhooks on a loopback server (scripted per path), registered on an eager app with a dead-letter file."""
+    """A Webhooks on a loopback server (scripted per path), registered on an eager app with its dead letters in
+    a SQLite outbox (closed with the test)."""
 
     def __init__(self, app: Celery, server: HttpServer, dead_path: Path, **register_args: Any) -> None:
         self.results: list[DeliveryResult] = []
@@ -58,7 +60,8 @@ class Setup:
             retry=RetryPolicy(attempts=3, backoff=0.0, jitter=0.0),
             on_result=self.results.append,
         )
-        self.dead = DeadLetterFile(str(dead_path))
+        self.dead = SqliteOutbox(dead_path)
+        _opened.append(self.dead)
         self.delivery = register(app, self.webhooks, dead_letters=self.dead, **register_args)
         self.server = server
 
@@ -68,6 +71,19 @@ class Setup:
 
     def by_endpoint(self) -> dict[str, DeliveryResult]:
         return {r.endpoint.label: r for r in self.results}
+
+    def dead_letters(self) -> list[DeliveryRecord]:
+        return self.dead.deliveries(state="dead", limit=None)
+
+
+_opened: list[SqliteOutbox] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_outboxes() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
 
 
 REPLIES = {"/bad": Reply(400), "/gone": Reply(410), "/busy": Reply(503)}
@@ -103,9 +119,10 @@ class TestTaskRuns:
         assert (ended["bad"].ok, ended["bad"].attempts, ended["bad"].status) == (False, 1, 400)
         assert ended["gone"].endpoint_disabled and ended["gone"].attempts == 1
         assert not ended["refused"].ok and ended["refused"].attempts == 3 and ended["refused"].status is None
-        rows = {row.endpoint: row for row in setup.dead.rows()}
+        rows = {row.endpoint_key: row for row in setup.dead_letters()}
         assert sorted(rows) == ["bad", "gone", "refused"]
-        assert (rows["bad"].error, rows["gone"].error, rows["refused"].attempts) == ("HTTP 400", "HTTP 410", 3)
+        assert (rows["bad"].last_error, rows["gone"].last_status, rows["refused"].attempts) == ("HTTP 400", 410, 3)
+        assert [a.status for a in setup.dead.attempts(rows["bad"].id)] == [400]
 
     def test_replay_sends_the_dead_letter_again(self, app: Celery, server: HttpServer, tmp_path: Path) -> None:
         """replay() queues a dead letter again from its first attempt with the same delivery id and
@@ -121,7 +138,7 @@ class TestTaskRuns:
         assert [r.headers["webhook-id"] for r in server.received] == ["evt_7", "evt_7"]
         assert setup.results[-1].ok and setup.results[-1].delivery_id == planned.id
         assert setup.results[-1].attempts == 1
-        assert setup.dead.rows() == []
+        assert setup.dead_letters() == []
         assert setup.delivery.replay(["dlv_none"]) == []
 
     def test_disabled_endpoint_ends_its_queued_deliveries(
@@ -151,7 +168,7 @@ class TestTaskRuns:
         setup.delivery.task.apply_async(args=[Message.first(planned).to_json()], task_id=planned.id)
         [result] = setup.results
         assert result.endpoint.label == "ok" and "no endpoint with the key 'ok'" in (result.error or "")
-        assert [row.endpoint for row in setup.dead.rows()] == ["ok"]
+        assert [row.endpoint_key for row in setup.dead_letters()] == ["ok"]
 
     def test_eager_mode_waits_instead_of_hopping(self, server: HttpServer, tmp_path: Path) -> None:
         """In eager mode the countdown of a retry is slept in the caller (Celery would run it at once), so a
@@ -218,7 +235,7 @@ class TestRunnerSteps:
         runner.run(waiting, True)
         [result] = setup.results
         assert not result.ok and "came back from a lost worker 3 times (worker_lost_limit 2)" in (result.error or "")
-        assert server.received == [] and [row.id for row in setup.dead.rows()] == [planned.id]
+        assert server.received == [] and [row.id for row in setup.dead_letters()] == [planned.id]
 
     def test_a_retry_carries_its_history(
         self, setup: Setup, server: HttpServer, caplog: pytest.LogCaptureFixture
@@ -360,9 +377,10 @@ class TestRegister:
         """configure_app refuses a bad ETA limit; replay refuses one id given as a str."""
         with pytest.raises(ConfigError, match="eta_task_limit must be an int >= 1"):
             configure_app(app, eta_task_limit=0)
-        delivery = register(app, Webhooks(transport=local()), dead_letters=DeadLetterFile(str(tmp_path / "d")))
-        with pytest.raises(ConfigError, match="not one str"):
-            delivery.replay("dlv_1")
+        with SqliteOutbox(tmp_path / "dead.sqlite") as outbox:
+            delivery = register(app, Webhooks(transport=local()), dead_letters=outbox)
+            with pytest.raises(ConfigError, match="not one str"):
+                delivery.replay("dlv_1")
 
 
 def test_publishing_api(app: Celery, server: HttpServer, tmp_path: Path) -> None:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
 from .._delivery import Delivery
 from .._endpoints import Endpoint
 from .._events import EventType
+from .._outbox_store import SqliteOutbox
 from ..exceptions import PayloadError
 from ..transports import AttemptResult
 
@@ -144,51 +145,35 @@ def _attempt(item: object) -> AttemptResult:
 
 # --- dead letters --------------------------------------------------------------------------------------------
 #
-# A delivery that ends without being delivered is kept where it can be listed and replayed: a
-# ``flaghooks.SqliteOutbox`` given to ``register(dead_letters=...)``. Everything this executor asks of that
-# store is in the three functions below, through the private hooks the outbox offers for dead letters made
-# elsewhere.
+# A delivery that ends without being delivered is kept where it can be listed and replayed: the
+# ``flaghooks.SqliteOutbox`` given to ``register(dead_letters=...)``, as a delivery in its "dead" state (so
+# ``flaghooks outbox list --db PATH`` shows it). Everything this executor asks of that file is in the three
+# functions below, through the private hooks the outbox offers for dead letters made elsewhere.
 
 
-class DeadLetters(Protocol):
-    """What the Celery executor needs of a dead-letter store (a ``flaghooks.SqliteOutbox`` has it)."""
-
-    def _add_dead(self, delivery: Delivery, history: Sequence[AttemptResult], error: str) -> None: ...
-
-    def _take_dead(
-        self, ids: Sequence[str] | None = None, *, endpoint: str | None = None, since: datetime | None = None
-    ) -> Sequence[Any]: ...
-
-    def _delete(self, ids: Sequence[str]) -> Any: ...
-
-
-def is_dead_letter_store(store: object) -> bool:
-    return all(callable(getattr(store, name, None)) for name in ("_add_dead", "_take_dead", "_delete"))
-
-
-def add_dead(store: DeadLetters, delivery: Delivery, history: Sequence[AttemptResult], error: str) -> None:
+def add_dead(store: SqliteOutbox, delivery: Delivery, history: Sequence[AttemptResult], error: str) -> None:
     """Keep ``delivery`` as a dead letter (idempotent on its id: a run repeated after a lost worker adds it once)."""
     store._add_dead(delivery, history, error)
 
 
 def take_dead(
-    store: DeadLetters, ids: Sequence[str] | None, endpoint: str | None, since: datetime | None
+    store: SqliteOutbox, ids: Sequence[str] | None, endpoint: str | None, since: datetime | timedelta | None
 ) -> list[Message]:
-    """The dead letters chosen, each as the message that makes its delivery's first attempt again."""
+    """The dead letters chosen (left in place), each as the message that makes its first attempt again."""
     return [
         Message(
-            delivery_id=row.id,
-            event_id=row.event_id,
-            event_type=str(row.event_type),
-            endpoint=row.endpoint,
-            body=row.body,
-            created_at=row.created_at,
+            delivery_id=record.id,
+            event_id=record.event_id,
+            event_type=str(record.event_type),
+            endpoint=record.endpoint_key,
+            body=body,
+            created_at=record.created_at,
         )
-        for row in store._take_dead(ids, endpoint=endpoint, since=since)
+        for record, body in store._take_dead(ids, endpoint=endpoint, since=since)
     ]
 
 
-def delete_dead(store: DeadLetters, ids: Sequence[str]) -> None:
+def delete_dead(store: SqliteOutbox, ids: Sequence[str]) -> None:
     """Forget the dead letters ``ids`` (once they are queued again)."""
     if ids:
         store._delete(ids)

@@ -40,11 +40,12 @@ from .._dispatch import Webhooks, log_attempt
 from .._endpoints import Endpoint
 from .._events import WebhookEvent, audit_log_created, flag_changed, version_published
 from .._models import AuditLogEntry, FeatureState
+from .._outbox_store import SqliteOutbox
 from .._retry import Outcome, classify
 from .._versions import VersionPublished
 from ..exceptions import ConfigError, PayloadError
 from ..transports import AttemptResult
-from ._celery_message import DeadLetters, Message, add_dead, delete_dead, is_dead_letter_store, take_dead
+from ._celery_message import Message, add_dead, delete_dead, take_dead
 
 __all__ = ["TASK_NAME", "CeleryDelivery", "configure_app", "register"]
 
@@ -85,7 +86,7 @@ def register(
     webhooks: Webhooks,
     *,
     queue: str = "flaghooks",
-    dead_letters: DeadLetters | None = None,
+    dead_letters: SqliteOutbox | None = None,
     max_hop: float | timedelta = _DEFAULT_MAX_HOP,
     worker_lost_limit: int = 3,
 ) -> CeleryDelivery:
@@ -116,7 +117,7 @@ def register(
         raise ConfigError(f"register: webhooks must be a Webhooks, got {type(webhooks).__name__}")
     if not isinstance(queue, str) or not queue:
         raise ConfigError(f"register: queue must be a non-empty str, got {queue!r}")
-    if dead_letters is not None and not is_dead_letter_store(dead_letters):
+    if dead_letters is not None and not isinstance(dead_letters, SqliteOutbox):
         raise ConfigError(f"register: dead_letters must be a flaghooks.SqliteOutbox, got {type(dead_letters).__name__}")
     hop = seconds("register", "max_hop", max_hop)
     if isinstance(worker_lost_limit, bool) or not isinstance(worker_lost_limit, int) or worker_lost_limit < 1:
@@ -180,7 +181,7 @@ class CeleryDelivery:
     """
 
     def __init__(
-        self, webhooks: Webhooks, task: Any, queue: str, dead_letters: DeadLetters | None, celery_app: Any
+        self, webhooks: Webhooks, task: Any, queue: str, dead_letters: SqliteOutbox | None, celery_app: Any
     ) -> None:
         self._webhooks = webhooks
         self._task = task
@@ -232,11 +233,16 @@ class CeleryDelivery:
         return self.publish(version_published(version), environment=environment)
 
     def replay(
-        self, ids: Sequence[str] | None = None, *, endpoint: str | None = None, since: datetime | None = None
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        endpoint: str | None = None,
+        since: datetime | timedelta | None = None,
     ) -> list[str]:
         """Queue dead letters again: those with the delivery ids ``ids`` (default: all), of the endpoint with the
-        key ``endpoint``, that ended at or after ``since``. Each starts again from its first attempt, with the
-        same delivery id (its task id) and the same ``webhook-id``, and leaves the dead letters once queued.
+        key ``endpoint``, planned at or after ``since`` (a datetime, or a timedelta back from now). Each starts
+        again from its first attempt, with the same delivery id (its task id) and the same ``webhook-id``, and
+        leaves the dead letters once queued.
         Returns the delivery ids queued. ``ConfigError`` without ``dead_letters``."""
         if self._dead is None:
             raise ConfigError("CeleryDelivery.replay needs dead_letters= given to register()")
@@ -276,7 +282,7 @@ class CeleryDelivery:
 class _Runner:
     """One run of the delivery task: at most one attempt, then the delivery's next message or its end."""
 
-    def __init__(self, webhooks: Webhooks, dead: DeadLetters | None, max_hop: float, lost_limit: int) -> None:
+    def __init__(self, webhooks: Webhooks, dead: SqliteOutbox | None, max_hop: float, lost_limit: int) -> None:
         self._webhooks = webhooks
         self._dead = dead
         self._max_hop = max_hop
