@@ -24,8 +24,8 @@ SECRET = "celery-test-secret"
 
 
 class PoisonTransport(Transport):
-    """HTTP to 127.0.0.1, except that a request to ``.../poison`` kills the process making it (a delivery that
-    kills its worker every time)."""
+    """HTTP to 127.0.0.1, except that a request to a URL ending in ``/poison`` kills the process making it (a
+    delivery that kills its worker every time)."""
 
     def __init__(self) -> None:
         self.http = HttpTransport(allowed_networks=["127.0.0.0/8"])
