@@ -32,7 +32,8 @@ from ._models import (
     Segment,
 )
 from ._outbox import OutboxDelivery
-from ._outbox_store import AttemptRecord, DeliveryRecord, SqliteOutbox
+from ._outbox_records import AttemptRecord, DeliveryRecord
+from ._outbox_store import SqliteOutbox
 from ._retry import Outcome, RetryPolicy, classify
 from ._signing import generate_secret, sign_flagsmith, sign_standard, verify_flagsmith, verify_standard
 from ._version import VERSION as _VERSION
@@ -77,8 +78,8 @@ __all__ = [
     "Scope",
     "Segment",
     "SignatureError",
-    "SqliteOutbox",
     "Signing",
+    "SqliteOutbox",
     "StateChange",
     "StoreError",
     "VersionFeature",

@@ -9,6 +9,7 @@ ends (delivered or dead) is reported through ``Webhooks._finish``, after the tra
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
@@ -41,6 +42,7 @@ __all__ = ["OutboxDelivery"]
 logger = logging.getLogger("flaghooks")
 
 _PRUNE_EVERY = 60.0  # seconds between the workers' prunes when the outbox has keep_delivered
+_GATHER = 0.005  # seconds an outcome may wait for others to be recorded with it while the workers are busy
 _RUN_TICK = 0.25  # how often run() looks at its stop event while nothing else wakes it
 
 
@@ -116,7 +118,8 @@ class OutboxDelivery:
             raise ConfigError("OutboxDelivery.on_health must be callable or None")
         self._on_health = on_health
         self._poll = seconds("OutboxDelivery", "poll_interval", poll_interval)
-        self._lease_margin = seconds("OutboxDelivery", "lease_margin", lease_margin, zero=True)
+        # > 0: a claimed delivery waits a moment for a free worker, and must still have its whole timeout left
+        self._lease_margin = seconds("OutboxDelivery", "lease_margin", lease_margin)
         self._fresh()
         _live.add(self)
 
@@ -128,6 +131,7 @@ class OutboxDelivery:
         self._wanted = False  # something was published here: look for due deliveries now
         self._stopping = False
         self._deadline: float | None = None
+        self._stop_event: threading.Event | None = None  # run()'s
         self._pump: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self._generation = getattr(self, "_generation", 0) + 1
@@ -191,7 +195,7 @@ class OutboxDelivery:
         with self._cond:
             if self._pump is not None:
                 return
-            self._stopping, self._deadline = False, None
+            self._stopping, self._deadline, self._stop_event = False, None, None
             self._start_attempts()
             self._pump = threading.Thread(
                 target=self._pump_loop, args=(None,), name="flaghooks-outbox-pump", daemon=True
@@ -205,6 +209,13 @@ class OutboxDelivery:
         if stop is not None and not isinstance(stop, threading.Event):
             raise ConfigError(f"OutboxDelivery.run's stop must be a threading.Event or None, got {type(stop).__name__}")
         event = stop if stop is not None else threading.Event()
+        with self._cond:
+            if self._pump is not None:
+                raise ConfigError("OutboxDelivery is running already (start() or run())")
+            self._stopping, self._deadline = False, None
+            self._pump = threading.current_thread()
+            self._stop_event = event
+            self._start_attempts()
         previous: dict[signal.Signals, Any] = {}
         if stop is None and threading.current_thread() is threading.main_thread():
 
@@ -214,17 +225,10 @@ class OutboxDelivery:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous[signum] = signal.signal(signum, handle)
         try:
-            with self._cond:
-                if self._pump is not None:
-                    raise ConfigError("OutboxDelivery is running already (start() or run())")
-                self._stopping, self._deadline = False, None
-                self._pump = threading.current_thread()
-                self._start_attempts()
             self._pump_loop(event)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            self._stop_attempts()
             with self._cond:
                 self._pump = None
 
@@ -269,7 +273,12 @@ class OutboxDelivery:
                 return
             delivery = claim.delivery
             item: Done
-            if self._stopping or time.time() + delivery.endpoint.timeout > claim.lease_until:
+            stop = self._stop_event
+            if (
+                self._stopping
+                or (stop is not None and stop.is_set())
+                or time.time() + delivery.endpoint.timeout > claim.lease_until
+            ):
                 item = (claim, None, None)  # released: never attempted, so it cannot outlive its lease
             else:
                 signer = webhooks._signer(delivery.endpoint)
@@ -278,8 +287,12 @@ class OutboxDelivery:
                     log_attempt(delivery, claim.number, webhooks._retry.attempts, result)
                 item = (claim, result, classify(result))
             with cond:
-                self._done.append(item)
-                cond.notify_all()
+                done = self._done
+                done.append(item)
+                # Outcomes are recorded in batches (one transaction each): wake the pump for a full batch, or
+                # at once when the claimed deliveries run out and the workers would wait for more.
+                if len(done) >= self._workers or jobs.empty():
+                    cond.notify_all()
 
     # --- the pump: the only thread that touches the file ---------------------------------------------
 
@@ -335,8 +348,11 @@ class OutboxDelivery:
                 elif want:  # a retry or a pause this process scheduled ends before the next poll
                     wait = min(wait, soonest)
                 with self._cond:
-                    if not (self._done or self._wanted or self._stopping):
-                        self._cond.wait(wait)
+                    if not (self._wanted or self._stopping):
+                        if not self._done:
+                            self._cond.wait(wait)
+                        elif len(self._done) < self._workers and not self._jobs.empty():
+                            self._cond.wait(_GATHER)  # the workers are busy: let a batch of outcomes gather
         finally:
             conn.close()
             if self._generation == generation:
@@ -396,5 +412,13 @@ def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked childre
         instance._fresh()
 
 
+def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
+    # At interpreter exit, let attempts in flight record their outcomes (fewer duplicates after a restart).
+    for instance in list(_live):
+        if instance._pump is not None:
+            instance.close()
+
+
 if hasattr(os, "register_at_fork"):  # pragma: no branch - absent where there is no fork (Windows)
     os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all)

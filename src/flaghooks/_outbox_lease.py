@@ -21,8 +21,8 @@ from ._breaker import Breaker, BreakerState, HealthChange, HealthState, breaker_
 from ._delivery import Delivery
 from ._dispatch import Webhooks
 from ._endpoints import Endpoint
+from ._outbox_records import event_type_of, scrub
 from ._outbox_schema import ATTEMPTS, DEAD, DELIVERED, DELIVERIES, ENDPOINTS, IN_FLIGHT, LIVE, PENDING
-from ._outbox_store import event_type_of, scrub
 from ._retry import Outcome
 from .transports import AttemptResult
 
@@ -45,8 +45,10 @@ _DUE_EXPIRED = (
 _ALL_LIVE = (
     f"SELECT {_COLUMNS} FROM {DELIVERIES} WHERE {LIVE} AND endpoint = ? AND (state = 'pending' OR due <= ?) LIMIT ?"
 )
-_BUSY = (
-    f"SELECT endpoint, count(*) FROM {DELIVERIES} WHERE {LIVE} AND state = 'in_flight' AND due > ? GROUP BY endpoint"
+# Per endpoint: attempts in flight under a live lease, and leases that expired (their workers died).
+_IN_FLIGHT = (
+    f"SELECT endpoint, sum(due > ?), sum(due <= ?) FROM {DELIVERIES} WHERE {LIVE} AND state = 'in_flight' "
+    "GROUP BY endpoint"
 )
 _CLAIM = (
     f"UPDATE {DELIVERIES} SET state = 'in_flight', attempts = attempts + 1, lease = lease + 1, due = ?, "
@@ -247,14 +249,16 @@ class Ledger:
             row = rows[key] = EndpointRow((key, None, 0, None, 0.0, None, 0, None))
         was_probe = row.probe == claim.seq
         if was_probe:
-            row.probe = None
+            row.probe, row.dirty = None, True
         if row.disabled is not None:
             disabled = True
             if outcome is Outcome.RETRY:
                 final, error = None, f"endpoint disabled: {row.disabled}"
         else:
+            before = (row.failures, row.failing_since, row.cooldown, row.paused_until, row.half_open)
             step = breaker_step(row, self.breaker, outcome, now, was_probe)
-            row.dirty = True
+            if (row.failures, row.failing_since, row.cooldown, row.paused_until, row.half_open) != before:
+                row.dirty = True
             if step.recovered is not None:
                 self._health(key, "recovered", step.recovered, health)
                 logger.info("endpoint %s recovered", key)
@@ -287,7 +291,12 @@ class Ledger:
     def _claim(
         self, conn: sqlite3.Connection, rows: dict[str, EndpointRow], want: int, now: float, endings: list[Ending]
     ) -> list[Claim]:
-        busy = dict(conn.execute(_BUSY, (now,)).fetchall())
+        busy: dict[str, int] = {}
+        expired: set[str] = set()
+        for key, live, dead in conn.execute(_IN_FLIGHT, (now, now)):
+            busy[key] = live
+            if dead:
+                expired.add(key)
         keys = list(rows)
         if keys:
             self.turn = (self.turn + 1) % len(keys)
@@ -319,7 +328,7 @@ class Ledger:
                 room = min(room, 1)
             if room <= 0:
                 continue
-            taken = self._take(conn, key, endpoint, min(room, want), now, endings)
+            taken = self._take(conn, key, endpoint, min(room, want), now, endings, key in expired)
             if taken and row.half_open:
                 row.probe, row.dirty = taken[0].seq, True
             claims += taken
@@ -327,9 +336,16 @@ class Ledger:
         return claims
 
     def _take(
-        self, conn: sqlite3.Connection, key: str, endpoint: Endpoint, limit: int, now: float, endings: list[Ending]
+        self,
+        conn: sqlite3.Connection,
+        key: str,
+        endpoint: Endpoint,
+        limit: int,
+        now: float,
+        endings: list[Ending],
+        expired: bool,
     ) -> list[Claim]:
-        found = conn.execute(_DUE_EXPIRED, (key, now, limit)).fetchall()
+        found = conn.execute(_DUE_EXPIRED, (key, now, limit)).fetchall() if expired else []
         if len(found) < limit:
             found += conn.execute(_DUE_PENDING, (key, now, limit - len(found))).fetchall()
         lease_until = now + endpoint.timeout + self.lease_margin

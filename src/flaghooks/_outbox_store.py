@@ -1,4 +1,4 @@
-"""SqliteOutbox: the durable file (publishing into it, inspecting it, replaying and pruning) and its records.
+"""SqliteOutbox: the durable file: publishing into it, inspecting it, replaying and pruning.
 
 Workers (:class:`~flaghooks.OutboxDelivery`) claim and finish deliveries through ``_outbox_lease``; everything
 here is what any process holding the file may do with it, workers running or not.
@@ -10,18 +10,15 @@ import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
 
-import attrs
-
 from ._breaker import seconds
 from ._delivery import Delivery
 from ._endpoints import Endpoint
-from ._events import EventType
+from ._outbox_records import AttemptRecord, DeliveryRecord, cutoff, key_of, record, scrub
 from ._outbox_schema import (
     ATTEMPTS,
     DEAD,
@@ -29,24 +26,19 @@ from ._outbox_schema import (
     DELIVERIES,
     ENDED,
     ENDPOINTS,
-    IN_FLIGHT,
-    PENDING,
     STATES,
     fault,
     migrate,
     open_connection,
-    to_datetime,
 )
 from .exceptions import ConfigError, OutboxError
 from .transports import AttemptResult
 
-__all__ = ["AttemptRecord", "DeliveryRecord", "SqliteOutbox"]
+__all__ = ["SqliteOutbox", "prune_rows"]
 
-BODY_KEPT = 1024  # bytes of each response body kept in an attempt record
 _BATCH = 500  # rows per statement or transaction in bulk work (replay by ids, prune)
-_inherited: list[
-    sqlite3.Connection
-] = []  # a forked child's copies of its parent's connections: never used, never closed
+# A forked child's copies of its parent's connections: never used again, and never closed.
+_inherited: list[sqlite3.Connection] = []
 
 _INSERT = (
     f"INSERT INTO {DELIVERIES} (id, event_id, event_type, endpoint, body, state, due, round_at, created_at, updated_at)"
@@ -54,104 +46,6 @@ _INSERT = (
 )
 _KEY = f"INSERT OR IGNORE INTO {ENDPOINTS} (key) VALUES (?)"
 _COLUMNS = "id, event_id, event_type, endpoint, state, attempts, due, last_status, last_error, created_at, updated_at"
-
-
-def event_type_of(name: str) -> EventType | str:
-    """A stored event type: the EventType for a known one, else the plain name."""
-    try:
-        return EventType(name)
-    except ValueError:
-        return name
-
-
-@attrs.frozen(kw_only=True)
-class DeliveryRecord:
-    """One delivery as the outbox holds it.
-
-    ``state`` is ``"pending"`` (waiting for its next attempt, due at ``next_attempt_at``), ``"in_flight"`` (an
-    attempt is under way; ``next_attempt_at`` is when its lease expires and another worker may take it),
-    ``"delivered"`` or ``"dead"`` (no more attempts; :meth:`SqliteOutbox.replay` sends it again).
-    ``attempts`` counts the attempts since it was published or last replayed; ``last_status`` and
-    ``last_error`` are the last attempt's (or why it went dead without one). Times are UTC.
-    """
-
-    id: str
-    event_id: str
-    event_type: EventType | str
-    endpoint_key: str
-    state: Literal["pending", "in_flight", "delivered", "dead"]
-    attempts: int
-    next_attempt_at: datetime | None
-    last_status: int | None
-    last_error: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@attrs.frozen(kw_only=True)
-class AttemptRecord:
-    """One attempt at a delivery: ``number`` counts the delivery's attempts since it was first published (replays
-    included, so numbers never repeat); ``at`` is when it ended (UTC); ``status``, ``error`` and ``elapsed``
-    (seconds) are the :class:`~flaghooks.transports.AttemptResult`'s; ``response_body`` the first bytes (at most
-    1024) of the response body, with the endpoint's secrets blanked out."""
-
-    delivery_id: str
-    number: int
-    at: datetime
-    status: int | None
-    error: str | None
-    elapsed: float
-    response_body: bytes = attrs.field(repr=lambda body: f"<{len(body)} bytes>")
-
-
-def _record(row: Sequence[Any]) -> DeliveryRecord:
-    state = row[4]
-    return DeliveryRecord(
-        id=row[0],
-        event_id=row[1],
-        event_type=event_type_of(row[2]),
-        endpoint_key=row[3],
-        state=state,
-        attempts=row[5],
-        next_attempt_at=to_datetime(row[6]) if state in (PENDING, IN_FLIGHT) else None,
-        last_status=row[7],
-        last_error=row[8],
-        created_at=datetime.fromtimestamp(row[9], UTC),
-        updated_at=datetime.fromtimestamp(row[10], UTC),
-    )
-
-
-def secret_words(endpoint: Endpoint) -> list[bytes]:
-    """What must never be stored about ``endpoint``: its secrets, header values and URL user information."""
-    values: list[str] = [*endpoint.previous_secrets, *endpoint.headers.values()]
-    if endpoint.secret is not None:
-        values.append(endpoint.secret)
-    values += [value.removeprefix("whsec_") for value in values if value.startswith("whsec_")]
-    authority = endpoint.url.partition("://")[2].split("/", 1)[0]
-    userinfo = authority.rpartition("@")[0]
-    if userinfo:
-        for part in (userinfo, *userinfo.split(":")):
-            values += (part, urllib.parse.unquote(part))
-    words = {value.encode() for value in values if value}
-    return sorted(words, key=len, reverse=True)
-
-
-def scrub(body: bytes, endpoint: Endpoint) -> bytes:
-    """The first bytes of a response body, fit to keep: a receiver may echo what it was sent."""
-    body = body[:BODY_KEPT]
-    if body:
-        for word in secret_words(endpoint):
-            body = body.replace(word, b"***")
-    return body
-
-
-def cutoff(name: str, value: object) -> float:
-    """``since``/``older_than``: a datetime (aware; a naive one is UTC) or a timedelta back from now, as a time."""
-    if isinstance(value, timedelta):
-        return time.time() - value.total_seconds()
-    if isinstance(value, datetime):
-        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
-    raise ConfigError(f"{name} must be a datetime or a timedelta, got {type(value).__name__}")
 
 
 def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str]) -> int:
@@ -166,7 +60,7 @@ def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str]) -
             conn.executemany(f"DELETE FROM {ATTEMPTS} WHERE delivery = ?", seqs)
             conn.executemany(f"DELETE FROM {DELIVERIES} WHERE seq = ?", seqs)
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException:  # pragma: no cover - a fault mid-batch (a full disk): that batch is undone
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
@@ -243,7 +137,7 @@ class SqliteOutbox:
         """The connection publishers and inspections share (under the lock); a forked child opens its own."""
         if self._closed:
             raise OutboxError(f"the outbox {self.path} is closed")
-        if self._pid != os.getpid():
+        if self._pid != os.getpid():  # pragma: no cover - runs in forked children (tests/test_outbox_processes.py)
             _inherited.append(self._db)  # the parent's: closing it here could disturb the parent's locks
             self._lock = threading.Lock()
             self._pid = os.getpid()
@@ -272,7 +166,7 @@ class SqliteOutbox:
         with lock:
             try:
                 return conn.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
+            except sqlite3.Error as exc:  # pragma: no cover - reads in WAL mode wait for no lock
                 raise fault(self.path, exc, self._busy_timeout) from None
 
     # --- publishing (OutboxDelivery.publish) ---------------------------------------------------------
@@ -333,7 +227,9 @@ class SqliteOutbox:
                 conn.executemany(_INSERT, rows)
                 conn.execute("RELEASE flaghooks_outbox")
             except BaseException:
-                if conn.in_transaction:  # undo ours only: the application's own writes stay in its transaction
+                if (
+                    conn.in_transaction
+                ):  # pragma: no branch - undo ours only: the application's own writes stay in its transaction
                     conn.execute("ROLLBACK TO flaghooks_outbox")
                     conn.execute("RELEASE flaghooks_outbox")
                 raise
@@ -345,7 +241,7 @@ class SqliteOutbox:
     def get(self, delivery_id: str) -> DeliveryRecord | None:
         """The delivery ``delivery_id`` (a :class:`~flaghooks.Delivery`'s ``id``), or ``None``."""
         rows = self._read(f"SELECT {_COLUMNS} FROM {DELIVERIES} WHERE id = ?", (delivery_id,))
-        return _record(rows[0]) if rows else None
+        return record(rows[0]) if rows else None
 
     def deliveries(
         self,
@@ -363,7 +259,7 @@ class SqliteOutbox:
         sql = f"SELECT {_COLUMNS} FROM {DELIVERIES} WHERE {where} ORDER BY seq DESC"
         if limit is not None:
             sql += f" LIMIT {limit}"
-        return [_record(row) for row in self._read(sql, args)]
+        return [record(row) for row in self._read(sql, args)]
 
     @staticmethod
     def _filters(state: object, endpoint: object, since: object) -> tuple[str, list[Any]]:
@@ -464,7 +360,7 @@ class SqliteOutbox:
         with lock:
             try:
                 return prune_rows(conn, before, tuple(states))
-            except sqlite3.Error as exc:
+            except sqlite3.Error as exc:  # pragma: no cover - as any write: locked or full
                 raise fault(self.path, exc, self._busy_timeout) from None
 
     def enable(self, key: str | Endpoint) -> bool:
@@ -539,7 +435,7 @@ class SqliteOutbox:
             where += f" AND id IN ({', '.join('?' for _ in chosen)})"
             args += chosen
         rows = self._read(f"SELECT {_COLUMNS}, body FROM {DELIVERIES} WHERE {where} ORDER BY seq", args)
-        return [(_record(row), bytes(row[-1])) for row in rows]
+        return [(record(row), bytes(row[-1])) for row in rows]
 
     def _delete(self, ids: Sequence[str]) -> int:
         """Delete the deliveries ``ids`` (any state) and their attempts; returns how many."""
@@ -566,7 +462,7 @@ class SqliteOutbox:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                if self._pid == os.getpid():
+                if self._pid == os.getpid():  # pragma: no branch - a forked child never closes its parent's
                     self._db.close()
 
     def __enter__(self) -> SqliteOutbox:
@@ -582,12 +478,3 @@ class SqliteOutbox:
 
     def __repr__(self) -> str:
         return f"<SqliteOutbox {self.path!r}{' closed' if self._closed else ''}>"
-
-
-def key_of(endpoint: object) -> str:
-    """An endpoint argument as its key."""
-    if isinstance(endpoint, Endpoint):
-        return endpoint.label
-    if isinstance(endpoint, str):
-        return endpoint
-    raise ConfigError(f"endpoint must be a key (str) or an Endpoint, got {type(endpoint).__name__}")
