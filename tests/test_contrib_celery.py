@@ -221,18 +221,18 @@ class TestRunnerSteps:
 
     def test_redelivered_message_is_counted_not_attempted(self, setup: Setup, server: HttpServer) -> None:
         """A run on a message the broker redelivered makes no attempt: it queues the delivery again with its
-        lost count raised, keeping the wait it was in; past worker_lost_limit the delivery ends, dead."""
+        lost count raised; one whose attempt is not due yet (a hop of a long wait: no run of it can have made
+        the attempt) only hops on, uncounted; past worker_lost_limit the delivery ends, dead."""
         sent = self.sends(setup)
         runner = setup.delivery._runner
         assert runner is not None
         [planned] = setup.webhooks.plan(event(6), environment=ENV)
-        message = Message.first(planned)
-        runner.run(message.to_json(), True)
+        runner.run(Message.first(planned).to_json(), True)
         assert [(m.lost, c) for m, c in sent] == [(1, 0.0)]
         waiting = Message.first(planned).to_json() | {"lost": 2, "due": time.time() + 1000}
-        runner.run(waiting, False)  # not redelivered: one more hop of its wait, no attempt
-        assert sent[-1][1] == 30.0 and sent[-1][0].lost == 2
         runner.run(waiting, True)
+        assert sent[-1][1] == 30.0 and sent[-1][0].lost == 2  # one more hop of max_hop, not counted
+        runner.run(waiting | {"due": time.time() - 1}, True)
         [result] = setup.results
         assert not result.ok and "came back from a lost worker 3 times (worker_lost_limit 2)" in (result.error or "")
         assert server.received == [] and [row.id for row in setup.dead_letters()] == [planned.id]
@@ -372,6 +372,17 @@ class TestRegister:
         app = eager_app(broker_url="amqp://guest@127.0.0.1//")
         assert register(app, Webhooks(transport=local()), max_hop=3600).queue == "flaghooks"
         app.close()
+
+    def test_configure_app_warns_on_a_celery_without_the_eta_limit(
+        self, app: Celery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """On a Celery that has no worker_eta_task_limit (older releases ignore it), configure_app says so."""
+        import flaghooks.contrib.celery as module
+
+        monkeypatch.setattr(module, "_CELERY_SETTINGS", {})
+        with caplog.at_level(logging.WARNING, logger="flaghooks"):
+            configure_app(app)
+        assert "no worker_eta_task_limit setting" in caplog.text
 
     def test_bad_settings_and_replay_arguments(self, app: Celery, tmp_path: Path) -> None:
         """configure_app refuses a bad ETA limit; replay refuses one id given as a str."""

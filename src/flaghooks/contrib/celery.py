@@ -11,8 +11,9 @@ explains every setting; in short:
   mid-attempt leaves it to the broker, which delivers it again (at least once; receivers de-duplicate on
   ``webhook-id``, which is the event id on every attempt, retry and replay).
 - A delivery whose run keeps killing its worker ends: the broker marks a message it delivers again as
-  *redelivered*; a run that starts on such a message makes no attempt but queues the delivery again with its
-  count of lost runs raised by one, and past ``worker_lost_limit`` the delivery ends, dead.
+  *redelivered*; a run that starts on such a message (with its attempt due) makes no attempt but queues the
+  delivery again with its count of lost runs raised by one, and past ``worker_lost_limit`` the delivery ends,
+  dead.
 - The task id of every message of a delivery is the delivery id. Celery does not de-duplicate on it.
 - Waits longer than ``max_hop`` are taken in hops: a countdown message is held unacknowledged by the worker that
   fetched it, and a broker gives it to another worker after its redelivery window (Redis' ``visibility_timeout``,
@@ -33,7 +34,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
-from celery.exceptions import Reject  # type: ignore[import-untyped]
+
+try:
+    from celery.app.defaults import DEFAULTS as _CELERY_SETTINGS  # type: ignore[import-untyped]
+    from celery.exceptions import Reject  # type: ignore[import-untyped]
+except ImportError as exc:  # pragma: no cover - the extra is installed wherever the tests run
+    raise ImportError("flaghooks.contrib.celery needs Celery: pip install 'flaghooks[celery]'") from exc
 
 from .._breaker import seconds
 from .._delivery import Delivery
@@ -80,6 +86,11 @@ def configure_app(celery_app: Any, *, eta_task_limit: int = 1000) -> None:
         raise ConfigError(f"configure_app: eta_task_limit must be an int >= 1, got {eta_task_limit!r}")
     celery_app.conf.worker_prefetch_multiplier = 1
     celery_app.conf.worker_eta_task_limit = eta_task_limit
+    if "worker_eta_task_limit" not in _CELERY_SETTINGS:
+        logger.warning(
+            "this Celery has no worker_eta_task_limit setting: a worker may hold any number of waiting retries; "
+            "upgrade Celery to bound them"
+        )
 
 
 def register(
@@ -309,10 +320,12 @@ class _Runner:
         webhooks = self._webhooks
         endpoint = webhooks._endpoint_for(message.endpoint)
         delivery = message.delivery(endpoint if endpoint is not None else _unknown(message.endpoint))
-        if redelivered:
+        early = message.due is not None and message.due - time.time() > _EARLY
+        if redelivered and not early:
             # The broker gave this message out before and it was never acknowledged: its worker died (maybe in
             # this very attempt), shut down, or lost its connection. Count that in a new message before any
-            # attempt, so a delivery that kills its worker every time ends after worker_lost_limit runs.
+            # attempt, so a delivery that kills its worker every time ends after worker_lost_limit runs. (A
+            # message whose attempt is not due yet is not counted: no run of it can have made the attempt.)
             lost = message.lost + 1
             if lost > self._lost_limit:
                 self._end(
@@ -330,7 +343,7 @@ class _Runner:
         if not endpoint.enabled or endpoint in webhooks._gone:
             self._end(delivery, message.history, None, "endpoint disabled", disabled=True)
             return
-        if message.due is not None and message.due - time.time() > _EARLY:
+        if early:
             self.send(message, self._countdown(message.due))  # one more hop of a long wait
             return
         number = message.attempt
