@@ -76,3 +76,23 @@ def redis_prefix(prefix: str = "flaghooks-test") -> Iterator[str]:
                 client.delete(*keys)
         finally:
             client.close()
+
+
+RABBITMQ_URL = f"amqp://guest:guest@{HOST}:5672//"
+
+
+@contextlib.contextmanager
+def rabbitmq_queue(prefix: str = "flaghooks-test") -> Iterator[str]:
+    """A queue name of one test's own on the local RabbitMQ (the default vhost: this RabbitMQ has no management
+    API to make vhosts with); the queue and the exchange of the same name (Celery's default) are deleted after."""
+    require(RABBITMQ)
+    import kombu
+
+    name = unique_name(prefix)
+    try:
+        yield name
+    finally:
+        with kombu.Connection(RABBITMQ_URL) as connection:
+            channel = connection.default_channel
+            channel.queue_delete(name)
+            channel.exchange_delete(name)
