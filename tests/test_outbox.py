@@ -315,6 +315,21 @@ class TestInspectionAndRepair:
         with pytest.raises(ConfigError, match="iterable"):
             outbox.replay(delivery.id)
 
+    def test_replay_by_id_takes_delivered_ones_and_without_ids_only_dead_ones(self, outbox: SqliteOutbox) -> None:
+        """Named by id, a delivered delivery is replayed too; without ids, only dead ones are (filtered by
+        endpoint and time); pending ones are never touched."""
+        first, second, third = self.publish(outbox, events=3, endpoints=1)
+        conn = outbox._db
+        conn.execute(
+            "UPDATE flaghooks_outbox_deliveries SET state = 'delivered', attempts = 1 WHERE id = ?", (first.id,)
+        )
+        conn.execute("UPDATE flaghooks_outbox_deliveries SET state = 'dead', attempts = 3 WHERE id = ?", (second.id,))
+        assert outbox.replay(endpoint="e0", since=timedelta(hours=1)) == 1  # the dead one, not the delivered one
+        assert outbox.replay(endpoint="other") == 0
+        assert outbox.replay([first.id, third.id, "dlv_unknown"]) == 1  # the delivered one; the pending one stays
+        records = [outbox.get(d.id) for d in (first, second, third)]
+        assert [(r.state, r.attempts) for r in records if r is not None] == [("pending", 0)] * 3
+
     def test_prune_deletes_old_ended_deliveries_in_batches(self, outbox: SqliteOutbox) -> None:
         """prune deletes ended deliveries older than the cutoff in the named states (more than one batch), with
         their attempts, and leaves the rest."""

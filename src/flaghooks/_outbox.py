@@ -42,7 +42,6 @@ __all__ = ["OutboxDelivery"]
 logger = logging.getLogger("flaghooks")
 
 _PRUNE_EVERY = 60.0  # seconds between the workers' prunes when the outbox has keep_delivered
-_GATHER = 0.005  # seconds an outcome may wait for others to be recorded with it while the workers are busy
 _RUN_TICK = 0.25  # how often run() looks at its stop event while nothing else wakes it
 
 
@@ -287,12 +286,9 @@ class OutboxDelivery:
                     log_attempt(delivery, claim.number, webhooks._retry.attempts, result)
                 item = (claim, result, classify(result))
             with cond:
-                done = self._done
-                done.append(item)
-                # Outcomes are recorded in batches (one transaction each): wake the pump for a full batch, or
-                # at once when the claimed deliveries run out and the workers would wait for more.
-                if len(done) >= self._workers or jobs.empty():
-                    cond.notify_all()
+                # The pump records every outcome that came back while it was busy in its next transaction.
+                self._done.append(item)
+                cond.notify_all()
 
     # --- the pump: the only thread that touches the file ---------------------------------------------
 
@@ -301,7 +297,9 @@ class OutboxDelivery:
         outbox = self._outbox
         ledger = Ledger(self._webhooks, self._breaker, self._per_endpoint, self._lease_margin)
         conn = outbox._connect("NORMAL", self._busy_timeout)
-        capacity = 2 * self._workers  # claimed and not yet recorded: enough that no worker waits for a cycle
+        # Claimed and not yet recorded: enough that the workers find the next claims queued while the pump records
+        # outcomes (a claim waits at most a few attempts for a worker: its lease has lease_margin to spare).
+        capacity = 4 * self._workers
         held = 0
         backoff = 0.0
         next_prune = time.monotonic()
@@ -348,11 +346,8 @@ class OutboxDelivery:
                 elif want:  # a retry or a pause this process scheduled ends before the next poll
                     wait = min(wait, soonest)
                 with self._cond:
-                    if not (self._wanted or self._stopping):
-                        if not self._done:
-                            self._cond.wait(wait)
-                        elif len(self._done) < self._workers and not self._jobs.empty():
-                            self._cond.wait(_GATHER)  # the workers are busy: let a batch of outcomes gather
+                    if not (self._done or self._wanted or self._stopping):
+                        self._cond.wait(wait)
         finally:
             conn.close()
             if self._generation == generation:
