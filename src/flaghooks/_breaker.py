@@ -9,9 +9,10 @@ from typing import Literal
 import attrs
 
 from ._endpoints import Endpoint
+from ._retry import Outcome
 from .exceptions import ConfigError
 
-__all__ = ["Breaker", "HealthChange", "seconds"]
+__all__ = ["Breaker", "HealthChange", "Verdict", "judge", "seconds"]
 
 HealthState = Literal["failing", "recovered", "disabled"]
 
@@ -84,3 +85,56 @@ class HealthChange:
     state: HealthState
     reason: str
     at: datetime
+
+
+@attrs.frozen
+class Verdict:
+    """What the breaker makes of one attempt's outcome: the endpoint's new failure count, when it started failing
+    and its last pause's length; ``pause`` (seconds) when the breaker trips now; ``disabled`` (the reason) when the
+    endpoint is to be disabled; ``change`` and ``reason`` for the health change to announce, if any."""
+
+    failures: int
+    failing_since: float | None
+    cooldown: float
+    pause: float | None = None
+    disabled: str | None = None
+    change: HealthState | None = None
+    reason: str = ""
+
+
+def judge(
+    breaker: Breaker,
+    failures: int,
+    failing_since: float | None,
+    cooldown: float,
+    outcome: Outcome,
+    now: float,
+    may_trip: bool,
+) -> Verdict:
+    """The breaker's decision after an attempt, as a pure function of the endpoint's state: every executor (the
+    in-process lanes, the PostgreSQL table of ``flaghooks.contrib.procrastinate``) decides with it.
+
+    ``failures``, ``failing_since`` and ``cooldown`` are the endpoint's state before the attempt (``now`` and
+    ``failing_since`` on any one clock, in seconds); ``may_trip`` is false while a pause is already in force for
+    attempts that started before it (only a probe, or an attempt outside a pause, trips the breaker again).
+    """
+    if outcome is Outcome.DELIVERED:
+        change: HealthState | None = "recovered" if cooldown else None
+        return Verdict(0, None, 0.0, change=change, reason=f"delivered after {failures} failed attempt(s)")
+    failures += 1
+    if failing_since is None:
+        failing_since = now
+    if outcome is Outcome.GONE:
+        reason = "it answered 410 Gone"
+        return Verdict(failures, failing_since, cooldown, disabled=reason, change="disabled", reason=reason)
+    if now - failing_since >= breaker.disable_after:
+        reason = f"failing for over {breaker.disable_after:g} s without a success"
+        return Verdict(failures, failing_since, cooldown, disabled=reason, change="disabled", reason=reason)
+    if failures < breaker.failures or not may_trip:
+        return Verdict(failures, failing_since, cooldown)
+    if cooldown:
+        cooldown = min(breaker.max_cooldown, cooldown * 2)
+        return Verdict(failures, failing_since, cooldown, pause=cooldown)
+    cooldown = breaker.cooldown
+    reason = f"{failures} consecutive failed attempts; paused for {cooldown:g} s"
+    return Verdict(failures, failing_since, cooldown, pause=cooldown, change="failing", reason=reason)

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ._breaker import Breaker, HealthChange, HealthState
+from ._breaker import Breaker, HealthChange, HealthState, judge
 from ._delivery import Delivery
 from ._dispatch import Webhooks
 from ._endpoints import Endpoint
@@ -193,36 +193,35 @@ class Scheduler:
             else:
                 self.end(job, reports, outcome)
             return
-        breaker = self.breaker
+        verdict = judge(
+            self.breaker,
+            lane.failures,
+            lane.failing_since,
+            lane.cooldown,
+            outcome,
+            now,
+            was_probe or lane.paused_until is None,
+        )
+        lane.failures, lane.failing_since, lane.cooldown = verdict.failures, verdict.failing_since, verdict.cooldown
         if outcome is Outcome.DELIVERED:
-            if lane.cooldown:
-                self.health(lane, "recovered", f"delivered after {lane.failures} failed attempt(s)", reports)
+            if verdict.change is not None:
+                self.health(lane, verdict.change, verdict.reason, reports)
                 logger.info("endpoint %s recovered", lane.endpoint.label)
-            lane.failures, lane.failing_since, lane.cooldown = 0, None, 0.0
             lane.paused_until, lane.half_open = None, False
             self.end(job, reports, outcome)
         else:
-            lane.failures += 1
-            if lane.failing_since is None:
-                lane.failing_since = now
-            if outcome is Outcome.GONE:
-                self.disable(lane, "it answered 410 Gone", reports)
-                self.end(job, reports, outcome)
-                return
-            if now - lane.failing_since >= breaker.disable_after:
-                reason = f"failing for over {breaker.disable_after:g} s without a success"
-                self.disable(lane, reason, reports)
-                self.end(job, reports, None, f"endpoint disabled: {reason}")
-                return
-            if lane.failures >= breaker.failures and (was_probe or lane.paused_until is None):
-                if lane.cooldown:
-                    lane.cooldown = min(breaker.max_cooldown, lane.cooldown * 2)
+            if verdict.disabled is not None:
+                self.disable(lane, verdict.disabled, reports)
+                if outcome is Outcome.GONE:
+                    self.end(job, reports, outcome)
                 else:
-                    lane.cooldown = breaker.cooldown
-                    reason = f"{lane.failures} consecutive failed attempts; paused for {lane.cooldown:g} s"
-                    self.health(lane, "failing", reason, reports)
-                    logger.warning("endpoint %s failing: %s", lane.endpoint.label, reason)
-                lane.paused_until = now + lane.cooldown
+                    self.end(job, reports, None, f"endpoint disabled: {verdict.disabled}")
+                return
+            if verdict.pause is not None:
+                if verdict.change is not None:
+                    self.health(lane, verdict.change, verdict.reason, reports)
+                    logger.warning("endpoint %s failing: %s", lane.endpoint.label, verdict.reason)
+                lane.paused_until = now + verdict.pause
                 lane.half_open = False
                 heapq.heappush(self.timers, (lane.paused_until, next(self.order), lane))
             policy = self.webhooks._retry
