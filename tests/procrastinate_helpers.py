@@ -10,10 +10,10 @@ from typing import Any
 
 import procrastinate
 import psycopg
-from services import postgres_database
 
 from flaghooks import Webhooks
 from flaghooks.contrib.procrastinate import apply_schema, blueprint
+from services import postgres_database
 
 QUEUE = "flaghooks"
 

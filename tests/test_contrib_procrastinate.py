@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 
 import procrastinate
 import psycopg
 import pytest
 
 from background_helpers import ENV, Results, event, local
-from flaghooks import Breaker, ConfigError, Endpoint, RetryPolicy, Webhooks
-from flaghooks.contrib.procrastinate import DeliveryRetryStrategy, ProcrastinateDelivery, blueprint
+from flaghooks import Breaker, Endpoint, RetryPolicy, Webhooks
+from flaghooks.contrib.procrastinate import ProcrastinateDelivery
 from httpserver import HttpServer, Received, Reply, free_port
 from procrastinate_helpers import database, statuses, work, worker_app
 
@@ -24,7 +23,9 @@ pytestmark = pytest.mark.postgres
 QUICK = RetryPolicy(attempts=3, backoff=0.05, jitter=0, max_delay=5)
 
 
-def webhooks_for(server: HttpServer, *paths: str, retry: RetryPolicy = QUICK, results: Results | None = None) -> Webhooks:
+def webhooks_for(
+    server: HttpServer, *paths: str, retry: RetryPolicy = QUICK, results: Results | None = None
+) -> Webhooks:
     webhooks = Webhooks(transport=local(), retry=retry, on_result=results)
     for path in paths:
         webhooks.subscribe(Endpoint(server.url(f"/{path}"), name=path, secret="s3cret-value-0123"), environment=ENV)
@@ -94,6 +95,7 @@ def test_a_410_is_not_retried_disables_the_endpoint_and_enable_lifts_it() -> Non
         assert statuses(app) == ["failed", "failed"]
         first, second = results.results
         assert first.status == 410 and first.attempts == 1 and first.endpoint_disabled
+        assert second.attempts == 0 and second.error == "endpoint disabled: it answered 410 Gone"
         assert delivery.dead_letters()[1].attempts == 0
         assert delivery.enable("gone") is True
         assert delivery.enable("gone") is False
@@ -240,7 +242,9 @@ def test_prune_deletes_old_succeeded_jobs_and_keeps_dead_letters() -> None:
         delivery.publish(event(1))
         delivery.publish(event(2))
         with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute("INSERT INTO flaghooks_delivery_attempts (delivery_id, job_id, attempts) VALUES ('x', -1, '[]')")
+            connection.execute(
+                "INSERT INTO flaghooks_delivery_attempts (delivery_id, job_id, attempts) VALUES ('x', -1, '[]')"
+            )
         worker = worker_app(url, webhooks, keep_hours=0)
         work(worker, app)
         app.configure_task("flaghooks:prune", queue="flaghooks").defer(timestamp=0)

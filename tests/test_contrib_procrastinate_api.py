@@ -12,12 +12,11 @@ from procrastinate.jobs import Job
 
 from background_helpers import ENV, event
 from flaghooks import ConfigError, Delivery, Endpoint, RetryPolicy, Webhooks
+from flaghooks._retry import Outcome
 from flaghooks.contrib._procrastinate_task import AttemptFailed, Paused, event_type, job_args
 from flaghooks.contrib.procrastinate import DeliveryRetryStrategy, ProcrastinateDelivery, blueprint
 from flaghooks.testing import RecordingTransport
 from flaghooks.transports import AttemptResult
-
-from flaghooks._retry import Outcome
 
 
 def app() -> procrastinate.App:
@@ -55,7 +54,9 @@ def test_blueprint_rejects_bad_arguments(kwargs: dict[str, object], message: str
         ((Webhooks(), None), {"per_endpoint": True}, "ProcrastinateDelivery.per_endpoint"),
     ],
 )
-def test_procrastinate_delivery_rejects_bad_arguments(args: tuple[object, object], kwargs: dict[str, object], message: str) -> None:
+def test_procrastinate_delivery_rejects_bad_arguments(
+    args: tuple[object, object], kwargs: dict[str, object], message: str
+) -> None:
     """Each bad argument is a ConfigError naming it."""
     webhooks, application = args
     with pytest.raises(ConfigError, match=message):
@@ -82,11 +83,15 @@ def test_the_delivery_task_name_comes_from_the_app() -> None:
 
 
 def delivery_with(body: bytes) -> Delivery:
-    endpoint = Endpoint("https://hooks.example.com/in", secret="s3cret-value-0123", headers={"Authorization": "Bearer tok-1"})
+    endpoint = Endpoint(
+        "https://hooks.example.com/in", secret="s3cret-value-0123", headers={"Authorization": "Bearer tok-1"}
+    )
     return Delivery("dlv_1", "evt_1", "CUSTOM_TYPE", endpoint, body, datetime(2026, 1, 2, tzinfo=UTC))
 
 
-@pytest.mark.parametrize(("body", "encoding"), [(b'{"a": "\xc3\xa9"}', "utf-8"), (b"\xff\xfe", "base64"), (b'"\x00"', "base64")])
+@pytest.mark.parametrize(
+    ("body", "encoding"), [(b'{"a": "\xc3\xa9"}', "utf-8"), (b"\xff\xfe", "base64"), (b'"\x00"', "base64")]
+)
 def test_job_arguments_are_json_without_secrets_and_keep_the_body_exact(body: bytes, encoding: str) -> None:
     """A job's arguments are JSON: ids, the endpoint's key, the body as UTF-8 text (base64 when it is not UTF-8 or
     holds a NUL, which PostgreSQL's jsonb refuses); neither the secret nor a header value is in them."""
@@ -103,7 +108,14 @@ def test_job_arguments_are_json_without_secrets_and_keep_the_body_exact(body: by
 
 
 def job(lock: str | None = None, endpoint: str = "a") -> Job:
-    return Job(id=1, queue="flaghooks", lock=lock, queueing_lock=None, task_name="flaghooks:deliver", task_kwargs={"endpoint": endpoint})
+    return Job(
+        id=1,
+        queue="flaghooks",
+        lock=lock,
+        queueing_lock=None,
+        task_name="flaghooks:deliver",
+        task_kwargs={"endpoint": endpoint},
+    )
 
 
 def test_the_retry_strategy_follows_the_policy_and_retry_after() -> None:
@@ -111,7 +123,9 @@ def test_the_retry_strategy_follows_the_policy_and_retry_after() -> None:
     an attempt that may not be retried, or any other exception, fails the job; a pause retries at its end."""
     strategy = DeliveryRetryStrategy(Webhooks(retry=RetryPolicy(backoff=1, jitter=0, max_delay=60)))
     before = datetime.now(UTC)
-    decision = strategy.get_retry_decision(exception=AttemptFailed(1, AttemptResult(500), Outcome.RETRY, True), job=job())
+    decision = strategy.get_retry_decision(
+        exception=AttemptFailed(1, AttemptResult(500), Outcome.RETRY, True), job=job()
+    )
     assert decision is not None and decision.retry_at is not None and decision.lock is None
     assert before + timedelta(seconds=1) <= decision.retry_at <= datetime.now(UTC) + timedelta(seconds=1)
     stretched = strategy.get_retry_decision(
