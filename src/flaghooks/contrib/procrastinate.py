@@ -125,9 +125,18 @@ def blueprint(
 
     async def recover_stalled(context: procrastinate.JobContext, timestamp: int) -> int:
         manager = context.app.job_manager
-        stalled_jobs = await manager.get_stalled_jobs(task_name=deliver.name, seconds_since_heartbeat=stalled)
+        # Delivery jobs in whatever queue they were deferred to, and every job of this queue: a periodic task
+        # that died holding the recovery lock must be recovered too, or no recovery would run again.
+        stalled_jobs = {
+            job.id: job
+            for found in (
+                await manager.get_stalled_jobs(task_name=deliver.name, seconds_since_heartbeat=stalled),
+                await manager.get_stalled_jobs(queue=queue, seconds_since_heartbeat=stalled),
+            )
+            for job in found
+        }
         recovered = 0
-        for job in stalled_jobs:
+        for job in stalled_jobs.values():
             try:
                 await manager.retry_job(job)
             except procrastinate.exceptions.ConnectorException:  # finished or recovered meanwhile
@@ -141,8 +150,11 @@ def blueprint(
         await context.app.job_manager.delete_old_jobs(nb_hours=keep_hours, queue=queue)
         await context.app.connector.execute_query_async(_pg.PRUNE_HISTORY)
 
-    recover_task: Any = bp.task(name="recover_stalled", pass_context=True, queue=queue)(recover_stalled)
-    bp.periodic(cron=recover_cron, periodic_id="recover_stalled", queue=queue)(recover_task)
+    # One recovery at a time: two runs reading the stalled jobs at once would both retry a job, and the second
+    # retry would take it back from the worker that has started it again (it would be delivered twice).
+    lock = f"flaghooks-recover:{queue}"
+    recover_task: Any = bp.task(name="recover_stalled", pass_context=True, queue=queue, lock=lock)(recover_stalled)
+    bp.periodic(cron=recover_cron, periodic_id="recover_stalled", queue=queue, lock=lock)(recover_task)
     prune_task: Any = bp.task(name="prune", pass_context=True, queue=queue)(prune)
     bp.periodic(cron=prune_cron, periodic_id="prune", queue=queue)(prune_task)
     return bp
