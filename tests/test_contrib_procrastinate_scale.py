@@ -71,7 +71,7 @@ def test_three_workers_one_killed_deliver_everything(tmp_path: Path) -> None:
         assert len(deliveries) == events * ENDPOINTS
         workers = [start_worker(url, receiver, tmp_path / f"worker{i}.log") for i in range(WORKERS)]
         try:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 120 + total * 0.1  # generous: the machine may be shared
             while len(server.received) < len(deliveries) // 3:
                 assert time.monotonic() < deadline, "the workers did not get going"
                 time.sleep(0.01)
