@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from background_helpers import ENV, Results, event, local
-from flaghooks import Breaker, Endpoint, RetryPolicy, Webhooks
+from flaghooks import Breaker, Endpoint, HealthChange, RetryPolicy, Webhooks
 from flaghooks.contrib.procrastinate import ProcrastinateDelivery
 from httpserver import HttpServer, Received, Reply, free_port
 from procrastinate_helpers import database, statuses, work, worker_app
@@ -56,9 +56,10 @@ def test_transactional_defer_rollback_sends_nothing_commit_sends_everything() ->
         assert all(r.headers["webhook-id"] != "evt_1" for r in server.received)
 
 
-def test_a_503_with_retry_after_is_retried_no_sooner_than_it_asks() -> None:
+def test_a_503_with_retry_after_is_retried_no_sooner_than_it_asks(caplog: pytest.LogCaptureFixture) -> None:
     """A 503 with Retry-After: 1 is retried (same webhook-id) once the second has passed, and then delivered; the
-    job ends succeeded and the result counts both attempts."""
+    job ends succeeded and the result counts both attempts (each attempt logged at DEBUG, as inline)."""
+    caplog.set_level(logging.DEBUG, logger="flaghooks")
     results = Results()
 
     def script(request: Received, count: int) -> Reply:
@@ -74,6 +75,7 @@ def test_a_503_with_retry_after_is_retried_no_sooner_than_it_asks() -> None:
         assert statuses(app) == ["succeeded"]
         (result,) = results.results
         assert result.ok and result.attempts == 2 and [a.status for a in result.history] == [503, 200]
+        assert "attempt 1/3 of FLAG_UPDATED evt_1 to a: 503" in caplog.text
 
 
 def test_a_410_is_not_retried_disables_the_endpoint_and_enable_lifts_it() -> None:
@@ -146,18 +148,42 @@ def test_a_refused_connection_is_retried_until_the_policy_ends() -> None:
         assert statuses(app) == ["failed"]
 
 
-def test_disable_after_ends_a_retrying_delivery_as_disabled() -> None:
+def test_disable_after_ends_a_retrying_delivery_as_disabled(caplog: pytest.LogCaptureFixture) -> None:
     """An endpoint failing for longer than disable_after is disabled even while its delivery has retries left: the
-    delivery ends failed with the reason, the endpoint stays disabled in PostgreSQL."""
+    delivery ends failed with the reason, the endpoint stays disabled in PostgreSQL. An on_health that raises is
+    logged, and changes nothing."""
     results = Results()
+
+    def broken(change: HealthChange) -> None:
+        raise RuntimeError("a bug in the callback")
+
     with database() as (url, app), HttpServer(lambda request, count: Reply(500)) as server:
         webhooks = webhooks_for(server, "down", results=results)
         ProcrastinateDelivery(webhooks, app).publish(event(1))
-        work(worker_app(url, webhooks, breaker=Breaker(failures=10, disable_after=0.01)), app)
+        work(worker_app(url, webhooks, breaker=Breaker(failures=10, disable_after=0.01), on_health=broken), app)
         assert len(server.received) == 2
         (result,) = results.results
         assert result.error is not None and result.error.startswith("endpoint disabled: failing for over")
         assert result.endpoint_disabled and result.attempts == 2
+        assert "on_health callback raised for down" in caplog.text
+        with psycopg.connect(url) as connection:
+            row = connection.execute("SELECT disabled_reason FROM flaghooks_endpoint_health").fetchone()
+        assert row is not None and row[0].startswith("failing for over 0.01 s")
+
+
+def test_a_job_for_an_endpoint_the_worker_does_not_have_is_a_dead_letter() -> None:
+    """The worker's Webhooks has no endpoint with the job's key (a configuration drift between processes): the job
+    fails without an attempt, a dead letter to replay once the worker knows the endpoint."""
+    with database() as (url, app), HttpServer() as server:
+        delivery = ProcrastinateDelivery(webhooks_for(server, "a"), app)
+        delivery.publish(event(1))
+        work(worker_app(url, webhooks_for(server, "b")), app)
+        (letter,) = delivery.dead_letters()
+        assert (letter.endpoint, letter.attempts, letter.error) == ("a", 0, None)
+        assert server.received == []
+        delivery.replay()
+        work(worker_app(url, webhooks_for(server, "a")), app)
+        assert [r.path for r in server.received] == ["/a"]
 
 
 def test_the_breaker_pauses_an_endpoint_for_every_worker_and_a_probe_closes_it() -> None:

@@ -3,17 +3,22 @@ body bytes), and the retry strategy's decisions from the policy, the outcome tab
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import procrastinate
 import pytest
 from procrastinate.jobs import Job
 
 from background_helpers import ENV, event
-from flaghooks import ConfigError, Delivery, Endpoint, RetryPolicy, Webhooks
+from flaghooks import Breaker, ConfigError, Delivery, Endpoint, EventType, RetryPolicy, Webhooks
 from flaghooks._retry import Outcome
-from flaghooks.contrib._procrastinate_task import AttemptFailed, Paused, event_type, job_args
+from flaghooks._samples import sample_event
+from flaghooks.contrib import _pg
+from flaghooks.contrib._procrastinate_task import PROBE_MARGIN, AttemptFailed, Deliverer, Paused, event_type, job_args
 from flaghooks.contrib.procrastinate import DeliveryRetryStrategy, ProcrastinateDelivery, blueprint
 from flaghooks.testing import RecordingTransport
 from flaghooks.transports import AttemptResult
@@ -159,3 +164,104 @@ def test_webhooks_unaffected_by_the_blueprint() -> None:
     blueprint(webhooks)
     assert transport.requests == []
     assert [r.ok for r in webhooks.publish(event(1))] == [True]
+
+
+def test_publishing_with_nothing_to_deliver_defers_nothing() -> None:
+    """Each publishing method plans first: no endpoint for the event, or a no-op update, means no job and no
+    database (the app here points nowhere)."""
+    delivery = ProcrastinateDelivery(Webhooks(), app())
+    state = event(1).data.new_state  # type: ignore[union-attr]
+    assert delivery.publish(event(1)) == []
+    assert delivery.feature_state_changed(state, state) == []
+    assert delivery.audit_log_created(sample_event(EventType.AUDIT_LOG_CREATED).data, organisation=7) == []  # type: ignore[arg-type]
+    version = sample_event(EventType.NEW_VERSION_PUBLISHED).data
+    assert delivery.version_published(version, environment=ENV) == []  # type: ignore[arg-type]
+
+
+class FakeConnector:
+    """Answers the task's statements from a script: a list of answers per statement, taken in order."""
+
+    def __init__(self, **answers: list[Any]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+
+    def _answer(self, query: str) -> Any:
+        name = next(name for name in self.answers if getattr(_pg, name) == query)
+        self.calls.append(name)
+        return self.answers[name].pop(0)
+
+    async def execute_query_async(self, query: str, **arguments: Any) -> None:
+        self.calls.append(next((n for n in ("ENSURE_HEALTH", "SAVE_HISTORY") if getattr(_pg, n) == query), "?"))
+
+    async def execute_query_one_async(self, query: str, **arguments: Any) -> dict[str, Any]:
+        return self._answer(query)  # type: ignore[no-any-return]
+
+    async def execute_query_all_async(self, query: str, **arguments: Any) -> list[dict[str, Any]]:
+        return self._answer(query)  # type: ignore[no-any-return]
+
+
+def health(version: int, disabled: str | None = None) -> dict[str, Any]:
+    return {
+        "failures": 0,
+        "failing_since": None,
+        "cooldown": 0.0,
+        "unpaused": True,
+        "disabled_reason": disabled,
+        "version": version,
+        "now": 1000.0,
+    }
+
+
+def test_a_breaker_write_that_loses_to_another_worker_is_redone() -> None:
+    """The health row changed between the read and the write (another worker's outcome): the write finds no row
+    of that version and the decision is made again on the new row."""
+    deliverer = Deliverer(Webhooks(), Breaker(failures=1), None)
+    connector = FakeConnector(READ_HEALTH=[health(1), health(2)], FAIL=[[], [{"done": 1}]])
+    disabled, change = asyncio.run(deliverer.settle(connector, Endpoint("https://a.example/"), Outcome.RETRY, False))
+    assert (disabled, change is not None and change.state) == (None, "failing")
+    assert connector.calls == ["ENSURE_HEALTH", "READ_HEALTH", "FAIL", "ENSURE_HEALTH", "READ_HEALTH", "FAIL"]
+
+
+def test_an_endpoint_disabled_by_another_worker_meanwhile_stays_disabled() -> None:
+    """Another worker disabled the endpoint while this attempt was in flight: nothing is written, the reason is
+    returned (the delivery ends as disabled) and no health change is announced twice."""
+    deliverer = Deliverer(Webhooks(), Breaker(), None)
+    connector = FakeConnector(READ_HEALTH=[health(3, "it answered 410 Gone")])
+    result = asyncio.run(deliverer.settle(connector, Endpoint("https://a.example/"), Outcome.RETRY, False))
+    assert result == ("it answered 410 Gone", None)
+
+
+def test_a_worker_that_loses_the_probe_waits_without_an_attempt() -> None:
+    """The pause is over and another worker claimed the probe first: this job is put back until the probe's window
+    ends, and nothing is sent."""
+    transport = RecordingTransport()
+    webhooks = Webhooks(transport=transport)
+    endpoint = Endpoint("https://a.example/", name="a", timeout=2)
+    webhooks.subscribe(endpoint, environment=ENV)
+    args = job_args(delivery_with(b"{}"))
+    args["endpoint"] = "a"
+    gate = {"now": 1000.0, "has_row": True, "paused_until": 999.0, "cooldown": 30.0, "disabled_reason": None}
+    connector = FakeConnector(GATE=[{**gate, "attempts": None}], CLAIM_PROBE=[[]])
+    context = SimpleNamespace(job=job(), app=SimpleNamespace(connector=connector))
+    with pytest.raises(Paused) as raised:
+        asyncio.run(Deliverer(webhooks, Breaker(), None).run(context, args))  # type: ignore[arg-type]
+    assert raised.value.until == 1000.0 + 2 + PROBE_MARGIN
+    assert transport.requests == []
+
+
+def test_recovery_skips_a_job_that_finished_meanwhile(caplog: pytest.LogCaptureFixture) -> None:
+    """A stalled job that finished (or was recovered) between the listing and its retry is skipped: procrastinate
+    refuses the retry, and the run goes on."""
+    application = app()
+    application.add_tasks_from(blueprint(Webhooks()), namespace="flaghooks")
+    recover = application.tasks["flaghooks:recover_stalled"]
+
+    class Manager:
+        async def get_stalled_jobs(self, **filters: Any) -> list[Job]:
+            return [job()]
+
+        async def retry_job(self, stalled: Job) -> None:
+            raise procrastinate.exceptions.ConnectorException("Job was not found or has an invalid status")
+
+    context = SimpleNamespace(app=SimpleNamespace(job_manager=Manager()))
+    assert asyncio.run(recover.func(context, timestamp=0)) == 0
