@@ -14,6 +14,7 @@ import pytest
 
 from background_helpers import ENV, Results, event, local
 from flaghooks import Breaker, Endpoint, HealthChange, RetryPolicy, Webhooks
+from flaghooks.contrib._procrastinate_task import job_args
 from flaghooks.contrib.procrastinate import ProcrastinateDelivery
 from httpserver import HttpServer, Received, Reply, free_port
 from procrastinate_helpers import database, statuses, work, worker_app
@@ -279,3 +280,14 @@ def test_prune_deletes_old_succeeded_jobs_and_keeps_dead_letters() -> None:
         with psycopg.connect(url) as connection:
             rows = connection.execute("SELECT delivery_id FROM flaghooks_delivery_attempts").fetchall()
         assert [row[0] for row in rows] == [delivery.dead_letters()[0].delivery_id]
+
+
+def test_a_job_with_arguments_this_worker_does_not_know_is_still_delivered() -> None:
+    """A job deferred by a newer publisher (during a rolling deploy) may carry arguments an older worker does not
+    know: they are ignored, and the delivery goes out."""
+    with database() as (url, app), HttpServer() as server:
+        webhooks = webhooks_for(server, "a")
+        (planned,) = webhooks.plan(event(1))
+        app.configure_task("flaghooks:deliver", queue="flaghooks").defer(**job_args(planned), priority_hint=3)
+        work(worker_app(url, webhooks), app)
+        assert [(r.path, r.body) for r in server.received] == [("/a", planned.body)]

@@ -110,18 +110,9 @@ def blueprint(
     deliverer = Deliverer(webhooks, breaker, on_health)
 
     @bp.task(name="deliver", pass_context=True, queue=queue, retry=DeliveryRetryStrategy(webhooks))
-    async def deliver(
-        context: procrastinate.JobContext,
-        *,
-        delivery_id: str,
-        event_id: str,
-        event_type: str,
-        endpoint: str,
-        body: str,
-        encoding: str,
-        created_at: str,
-    ) -> None:
-        await deliverer.run(context, dict(context.job.task_kwargs))
+    async def deliver(context: procrastinate.JobContext, /, **args: Any) -> None:
+        # Any keyword arguments: a job deferred by a newer publisher (a rolling deploy) may carry more.
+        await deliverer.run(context, args)
 
     async def recover_stalled(context: procrastinate.JobContext, timestamp: int) -> int:
         manager = context.app.job_manager
