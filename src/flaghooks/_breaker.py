@@ -102,6 +102,9 @@ class Verdict:
     reason: str = ""
 
 
+_HEALTHY = Verdict(0, None, 0.0)
+
+
 def judge(
     breaker: Breaker,
     failures: int,
@@ -119,6 +122,8 @@ def judge(
     attempts that started before it (only a probe, or an attempt outside a pause, trips the breaker again).
     """
     if outcome is Outcome.DELIVERED:
+        if not failures and not cooldown:
+            return _HEALTHY  # the common case, on every delivered attempt: nothing to build
         change: HealthState | None = "recovered" if cooldown else None
         return Verdict(0, None, 0.0, change=change, reason=f"delivered after {failures} failed attempt(s)")
     failures += 1
