@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import attrs
 import procrastinate
 import pytest
 from procrastinate.jobs import Job
@@ -18,7 +19,15 @@ from flaghooks import Breaker, ConfigError, Delivery, Endpoint, EventType, Retry
 from flaghooks._retry import Outcome
 from flaghooks._samples import sample_event
 from flaghooks.contrib import _pg
-from flaghooks.contrib._procrastinate_task import PROBE_MARGIN, AttemptFailed, Deliverer, Paused, event_type, job_args
+from flaghooks.contrib._procrastinate_task import (
+    DATABASE_RETRIES,
+    PROBE_MARGIN,
+    AttemptFailed,
+    Deliverer,
+    Paused,
+    event_type,
+    job_args,
+)
 from flaghooks.contrib.procrastinate import DeliveryRetryStrategy, ProcrastinateDelivery, blueprint
 from flaghooks.testing import RecordingTransport
 from flaghooks.transports import AttemptResult
@@ -143,6 +152,17 @@ def test_the_retry_strategy_follows_the_policy_and_retry_after() -> None:
     assert strategy.get_retry_decision(exception=ValueError("x"), job=job()) is None
     paused = strategy.get_retry_decision(exception=Paused("a", 2_000_000_000.0), job=job())
     assert paused is not None and paused.retry_at == datetime.fromtimestamp(2_000_000_000.0, UTC)
+
+
+def test_a_database_error_is_retried_a_bounded_number_of_times() -> None:
+    """A database error in flaghooks' bookkeeping (a failover) is retried with the policy's backoff, not counted
+    as an attempt; after 10 runs of the job it is a dead letter like any other failure."""
+    strategy = DeliveryRetryStrategy(Webhooks(retry=RetryPolicy(backoff=1, jitter=0)))
+    error = procrastinate.exceptions.ConnectorException("the database went away")
+    decision = strategy.get_retry_decision(exception=error, job=job())
+    assert decision is not None and decision.retry_at is not None
+    assert decision.retry_at >= datetime.now(UTC) + timedelta(seconds=0.5)
+    assert strategy.get_retry_decision(exception=error, job=attrs.evolve(job(), attempts=DATABASE_RETRIES)) is None
 
 
 def test_a_retry_leaves_the_endpoint_lock_for_the_retry_lock() -> None:

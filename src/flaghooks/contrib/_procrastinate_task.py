@@ -35,6 +35,7 @@ logger = logging.getLogger("flaghooks")
 LOCK = "flaghooks:"  # per_endpoint=1: first attempts of an endpoint hold this lock, followed by its key
 RETRY_LOCK = "flaghooks-retry:"  # ... and its retries this one (see docs/scale-out.md for why)
 PROBE_MARGIN = 5.0  # seconds a probe's claim outlives the endpoint's timeout
+DATABASE_RETRIES = 10  # runs of one job that may end in a database error before it is a dead letter
 
 
 class Paused(Exception):
@@ -67,8 +68,9 @@ class DeliveryRetryStrategy(procrastinate.BaseRetryStrategy):
     also grows when a stalled job is recovered or a dead letter replayed).
 
     A retryable outcome with attempts left returns ``RetryDecision(retry_at=...)``; an endpoint paused by the
-    breaker returns the end of the pause (no attempt was made); anything else returns ``None`` and the job fails,
-    a dead letter. With ``per_endpoint=1`` a retry moves from the endpoint's lock to its retry lock, so that a
+    breaker returns the end of the pause (no attempt was made); a database error in flaghooks' bookkeeping is
+    retried with the policy's backoff (up to 10 runs of the job); anything else returns ``None`` and the job
+    fails, a dead letter. With ``per_endpoint=1`` a retry moves from the endpoint's lock to its retry lock, so that a
     retry waiting for its time never holds up the endpoint's first attempts (procrastinate's locks are FIFO).
     """
 
@@ -79,6 +81,11 @@ class DeliveryRetryStrategy(procrastinate.BaseRetryStrategy):
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> procrastinate.RetryDecision | None:
         if isinstance(exception, Paused):
             return procrastinate.RetryDecision(retry_at=datetime.fromtimestamp(exception.until, UTC))
+        if isinstance(exception, procrastinate.exceptions.ConnectorException) and job.attempts < DATABASE_RETRIES:
+            # flaghooks' bookkeeping met a database error (a failover, a restart): not the endpoint's fault, so
+            # neither a dead letter nor one of the delivery's attempts; the policy's backoff spaces the runs.
+            wait = self._webhooks._retry.computed_wait(job.attempts + 1, self._random)
+            return procrastinate.RetryDecision(retry_at=datetime.now(UTC) + timedelta(seconds=wait))
         if not isinstance(exception, AttemptFailed) or not exception.retry:
             return None
         result = exception.result
