@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS flaghooks_delivery_attempts (
     delivery_id text PRIMARY KEY,
     job_id bigint,
     attempts jsonb NOT NULL,
+    reason text,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS flaghooks_delivery_attempts_job ON flaghooks_delivery_attempts (job_id);
@@ -100,10 +101,10 @@ DELETE FROM flaghooks_endpoint_health WHERE endpoint = %(endpoint)s RETURNING di
 """
 
 SAVE_HISTORY = """
-INSERT INTO flaghooks_delivery_attempts (delivery_id, job_id, attempts)
-VALUES (%(delivery_id)s, %(job_id)s, %(attempts)s::jsonb)
+INSERT INTO flaghooks_delivery_attempts (delivery_id, job_id, attempts, reason)
+VALUES (%(delivery_id)s, %(job_id)s, %(attempts)s::jsonb, %(reason)s)
 ON CONFLICT (delivery_id) DO UPDATE
-   SET attempts = EXCLUDED.attempts, job_id = EXCLUDED.job_id, updated_at = now()
+   SET attempts = EXCLUDED.attempts, job_id = EXCLUDED.job_id, reason = EXCLUDED.reason, updated_at = now()
 """
 
 FORGET_HISTORY = """
@@ -111,7 +112,7 @@ DELETE FROM flaghooks_delivery_attempts WHERE delivery_id = ANY(%(delivery_ids)s
 """
 
 DEAD_LETTERS = """
-SELECT j.id, j.args, a.attempts
+SELECT j.id, j.args, a.attempts, a.reason
   FROM procrastinate_jobs j
   LEFT JOIN flaghooks_delivery_attempts a ON a.delivery_id = j.args->>'delivery_id'
  WHERE j.status = 'failed' AND j.task_name = %(task_name)s AND j.queue_name = %(queue)s

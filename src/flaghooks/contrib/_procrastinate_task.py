@@ -138,7 +138,9 @@ class Deliverer:
         key = args["endpoint"]
         endpoint = webhooks._endpoint_for(key)
         if endpoint is None:
-            raise ConfigError(f"no endpoint with the key {key!r} is subscribed in this worker's Webhooks")
+            reason = f"no endpoint with the key {key!r} is subscribed in this worker's Webhooks"
+            await self.give_up(connector, job, args["delivery_id"], reason)
+            raise ConfigError(reason)
         raw = args["body"]
         body = base64.b64decode(raw) if args["encoding"] == "base64" else raw.encode("utf-8")
         delivery = Delivery(
@@ -158,6 +160,7 @@ class Deliverer:
             reason = gate["disabled_reason"]
             if reason is not None:
                 error = f"endpoint disabled: {reason}"
+                await self.give_up(connector, job, delivery.id, error, history)
                 await asyncio.to_thread(self.end, delivery, history, None, error, True)
                 raise EndpointDisabled(error)
             paused_until = gate["paused_until"]
@@ -186,7 +189,11 @@ class Deliverer:
                 await connector.execute_query_async(_pg.FORGET_HISTORY, delivery_ids=[delivery.id])
         else:
             await connector.execute_query_async(
-                _pg.SAVE_HISTORY, delivery_id=delivery.id, job_id=job.id, attempts=_pg.history_to_json(history)
+                _pg.SAVE_HISTORY,
+                delivery_id=delivery.id,
+                job_id=job.id,
+                attempts=_pg.history_to_json(history),
+                reason=None,
             )
         if change is not None and self.on_health is not None:
             await asyncio.to_thread(self.announce, change)
@@ -197,6 +204,15 @@ class Deliverer:
                 await asyncio.to_thread(self.end, delivery, history, outcome, None, disabled is not None)
         if outcome is not Outcome.DELIVERED:
             raise AttemptFailed(number, result, outcome, retry)
+
+    async def give_up(
+        self, connector: Any, job: Job, delivery_id: str, reason: str, history: list[AttemptResult] | None = None
+    ) -> None:
+        """Record why the job fails without an attempt, for its dead letter."""
+        attempts = _pg.history_to_json(history or [])
+        await connector.execute_query_async(
+            _pg.SAVE_HISTORY, delivery_id=delivery_id, job_id=job.id, attempts=attempts, reason=reason
+        )
 
     async def settle(
         self, connector: Any, endpoint: Endpoint, outcome: Outcome, probe: bool

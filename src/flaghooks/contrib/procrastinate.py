@@ -32,6 +32,7 @@ from .._events import EventType, WebhookEvent, audit_log_created, flag_changed, 
 from .._models import AuditLogEntry, FeatureState
 from .._versions import VersionPublished
 from ..exceptions import ConfigError
+from ..transports import AttemptResult
 from . import _pg
 from ._procrastinate_task import LOCK, Deliverer, DeliveryRetryStrategy, event_type, job_args
 
@@ -154,7 +155,9 @@ def blueprint(
 @attrs.frozen(kw_only=True)
 class DeadLetter:
     """A failed delivery job: its procrastinate ``job_id``, the delivery's ids, the endpoint's key, how many
-    attempts it made since it was queued or last replayed, and the last attempt's ``status`` and ``error``."""
+    attempts it made since it was queued or last replayed, the last attempt's ``status``, and ``error``: why it
+    failed without an attempt (``endpoint disabled: ...``, an endpoint the worker does not have), else the last
+    attempt's error (``HTTP 400``, a connection error); ``None`` when the job failed otherwise (see the log)."""
 
     job_id: int
     delivery_id: str
@@ -164,6 +167,12 @@ class DeadLetter:
     attempts: int
     status: int | None
     error: str | None
+
+
+def _last_error(last: AttemptResult | None) -> str | None:
+    if last is None:
+        return None
+    return last.error if last.error is not None else f"HTTP {last.status}"
 
 
 def _task_name(app: procrastinate.App) -> str:
@@ -299,7 +308,7 @@ class ProcrastinateDelivery:
                     endpoint=args["endpoint"],
                     attempts=len(history),
                     status=None if last is None else last.status,
-                    error=None if last is None else last.error if last.error is not None else f"HTTP {last.status}",
+                    error=row["reason"] or _last_error(last),
                 )
             )
         return letters
