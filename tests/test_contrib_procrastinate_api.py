@@ -28,7 +28,7 @@ from flaghooks.contrib._procrastinate_task import (
     event_type,
     job_args,
 )
-from flaghooks.contrib.procrastinate import DeliveryRetryStrategy, ProcrastinateDelivery, blueprint
+from flaghooks.contrib.procrastinate import DeliveryRetryStrategy, ProcrastinateDelivery, _last_error, blueprint
 from flaghooks.testing import RecordingTransport
 from flaghooks.transports import AttemptResult
 
@@ -285,3 +285,11 @@ def test_recovery_skips_a_job_that_finished_meanwhile(caplog: pytest.LogCaptureF
 
     context = SimpleNamespace(app=SimpleNamespace(job_manager=Manager()))
     assert asyncio.run(recover.func(context, timestamp=0)) == 0
+
+
+def test_a_dead_letter_error_reads_the_last_attempt() -> None:
+    """A dead letter's error is the last attempt's error, else its status; with no attempt and no recorded reason
+    (a job that failed for another reason, in procrastinate's log) it is None."""
+    assert _last_error(AttemptResult(None, "ConnectionRefusedError: refused")) == "ConnectionRefusedError: refused"
+    assert _last_error(AttemptResult(400)) == "HTTP 400"
+    assert _last_error(None) is None
