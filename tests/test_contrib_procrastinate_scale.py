@@ -40,7 +40,7 @@ CONCURRENCY = 8
 def start_worker(url: str, receiver: str, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)])}
     command = [sys.executable, str(HERE / "procrastinate_worker.py"), url, receiver, str(ENDPOINTS)]
-    command += ["--concurrency", str(CONCURRENCY), "--heartbeat", "1", "--stalled", "5"]
+    command += ["--concurrency", str(CONCURRENCY), "--heartbeat", "1", "--stalled", "6"]
     with log.open("wb") as output:
         return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
 
@@ -80,7 +80,6 @@ def test_three_workers_one_killed_deliver_everything(tmp_path: Path) -> None:
             workers[0].send_signal(signal.SIGKILL)
             workers[0].wait(10)
             slow.clear()
-            time.sleep(2.5)  # the others beat every second; the killed worker's jobs wait 5 s to be recovered
             in_flight = doing_of_the_silent_worker(url)
             at_kill = len(server.received)
             while counts(url).get("succeeded", 0) < len(deliveries):
@@ -113,11 +112,21 @@ def test_three_workers_one_killed_deliver_everything(tmp_path: Path) -> None:
 
 
 def doing_of_the_silent_worker(url: str) -> int:
-    """The jobs still "doing" under the worker whose heartbeat is the oldest: the killed one's, in flight when it
-    died (a job's status cannot change while its worker is dead and recovery has not come)."""
-    with psycopg.connect(url) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' AND worker_id = "
-            "(SELECT id FROM procrastinate_workers ORDER BY last_heartbeat LIMIT 1)"
-        ).fetchone()
-    return int(row[0]) if row else 0
+    """The jobs "doing" under the one worker whose heartbeat stopped: the killed one's, in flight when it died (a
+    job's status cannot change while its worker is dead and recovery has not come, 6 s after its last beat). The
+    others beat every second: 2 s after the kill, the killed one is the only one silent for over 1.5 s."""
+    time.sleep(2.0)
+    deadline = time.monotonic() + 2.5
+    with psycopg.connect(url, autocommit=True) as connection:
+        while True:
+            ages = connection.execute(
+                "SELECT id, extract(epoch FROM now() - last_heartbeat)::float8 FROM procrastinate_workers"
+            ).fetchall()
+            silent = [worker for worker, age in ages if age > 1.5]
+            if len(silent) == 1:
+                row = connection.execute(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' AND worker_id = %s", silent
+                ).fetchone()
+                return int(row[0]) if row else 0
+            assert time.monotonic() < deadline, f"no single silent worker: {ages}"
+            time.sleep(0.1)
