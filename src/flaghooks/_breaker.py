@@ -12,7 +12,7 @@ from ._endpoints import Endpoint
 from ._retry import Outcome
 from .exceptions import ConfigError
 
-__all__ = ["Breaker", "BreakerState", "HealthChange", "Step", "breaker_step", "seconds"]
+__all__ = ["Breaker", "BreakerState", "HealthChange", "Step", "Verdict", "breaker_step", "judge", "seconds"]
 
 HealthState = Literal["failing", "recovered", "disabled"]
 
@@ -137,3 +137,69 @@ def breaker_step(state: BreakerState, breaker: Breaker, outcome: Outcome, now: f
         state.half_open = False
         return Step(None, failing, None, True)
     return Step(None, None, None, False)
+
+
+@attrs.frozen
+class Verdict:
+    """What the breaker makes of one attempt's outcome: the endpoint's new failure count, when it started failing
+    and its last pause's length; ``pause`` (seconds) when the breaker trips now; ``disabled`` (the reason) when the
+    endpoint is to be disabled; ``change`` and ``reason`` for the health change to announce, if any."""
+
+    failures: int
+    failing_since: float | None
+    cooldown: float
+    pause: float | None = None
+    disabled: str | None = None
+    change: HealthState | None = None
+    reason: str = ""
+
+
+_HEALTHY = Verdict(0, None, 0.0)
+
+
+def judge(
+    breaker: Breaker,
+    failures: int,
+    failing_since: float | None,
+    cooldown: float,
+    outcome: Outcome,
+    now: float,
+    may_trip: bool,
+) -> Verdict:
+    """:func:`breaker_step` for an endpoint whose state is kept as plain values (a database row, as in
+    ``flaghooks.contrib.procrastinate``): the same rules, nothing mutated.
+
+    ``failures``, ``failing_since`` and ``cooldown`` are the endpoint's state before the attempt (``now`` and
+    ``failing_since`` on any one clock, in seconds); ``may_trip`` is false while a pause is already in force for
+    attempts that started before it (only a probe, or an attempt outside a pause, trips the breaker again).
+    """
+    if outcome is Outcome.DELIVERED and not failures and not cooldown:
+        return _HEALTHY  # the common case, on every delivered attempt: nothing to build
+    state = BreakerState()
+    state.failures, state.failing_since, state.cooldown = failures, failing_since, cooldown
+    # breaker_step trips a breaker when the attempt was a probe or no pause is in force: may_trip says which.
+    state.paused_until = None if may_trip else now
+    step = breaker_step(state, breaker, outcome, now, may_trip)
+    if outcome is Outcome.DELIVERED:
+        change: HealthState | None = "recovered" if step.recovered else None
+        return Verdict(0, None, 0.0, change=change, reason=step.recovered or "")
+    if step.disable is not None:
+        return Verdict(
+            state.failures,
+            state.failing_since,
+            state.cooldown,
+            disabled=step.disable,
+            change="disabled",
+            reason=step.disable,
+        )
+    if step.paused:
+        change = "failing" if step.failing else None
+        return Verdict(
+            state.failures,
+            state.failing_since,
+            state.cooldown,
+            pause=state.cooldown,
+            change=change,
+            reason=step.failing or "",
+        )
+    return Verdict(state.failures, state.failing_since, state.cooldown)
