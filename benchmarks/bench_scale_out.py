@@ -11,7 +11,12 @@ worker processes, beside BackgroundDelivery's rate measured in the same run, and
 - The engine's overhead per delivery is 1 / rate(1 procrastinate worker) - 1 / rate(inline), i.e. what one worker
   process spends per delivery beyond the attempt itself (fetching, locking, finishing the job, flaghooks' gate).
 
-Run: ``python benchmarks/bench_scale_out.py [--deliveries N] [--workers 1 2 4]`` (PostgreSQL on 127.0.0.1:5432).
+- The SQLite outbox delivers the same count from one file with 8 worker threads (its workers' own rate, the
+  publishes made before the clock starts); Celery's rounds (benchmarks/_bench_celery.py: 1 and 2 worker
+  processes on Redis and on RabbitMQ) follow, with their own inline baseline.
+
+Run: ``python benchmarks/bench_scale_out.py [--deliveries N] [--workers 1 2 4] [--celery redis,rabbitmq]``
+(PostgreSQL on 127.0.0.1:5432, Redis on 6379, RabbitMQ on 5672).
 On a machine shared with PostgreSQL (and with anything else), read the ratios, not the absolute figures.
 """
 
@@ -22,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,11 +35,14 @@ from pathlib import Path
 import procrastinate
 import psycopg
 
-from flaghooks import BackgroundDelivery
+from flaghooks import BackgroundDelivery, OutboxDelivery, SqliteOutbox
 from flaghooks.contrib.procrastinate import ProcrastinateDelivery, apply_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _bench_celery  # noqa: E402 - Celery's rounds (Redis and RabbitMQ workers)
+
 from background_helpers import event  # noqa: E402 - the tests' FLAG_UPDATED events
 from procrastinate_worker import ENV, webhooks  # noqa: E402 - the worker's own endpoints, shared with it
 
@@ -139,10 +148,25 @@ def inline_rate(receiver: str, deliveries: int) -> float:
     return deliveries / (time.perf_counter() - started)
 
 
-def sqlite_outbox_rate(receiver: str, deliveries: int) -> float | None:
-    """HOOK (for the lead, once SqliteOutbox is merged): the SQLite outbox's deliveries per second over the same
-    receiver and count; ``None`` prints "n/a"."""
-    return None
+def sqlite_outbox_rate(receiver: str, deliveries: int) -> float:
+    """The SQLite outbox (synchronous=FULL, 8 worker threads in this process) over the same receiver and count:
+    published first, one transaction per event, then the clock runs from the workers' start to the last
+    delivery (the workers' own rate, as procrastinate's rounds exclude deferring)."""
+    with tempfile.TemporaryDirectory() as directory:
+        hooks = webhooks(receiver, ENDPOINTS)
+        with SqliteOutbox(Path(directory) / "outbox.db") as outbox:
+            delivery = OutboxDelivery(hooks, outbox, workers=8, poll_interval=0.05)
+            for n in range(deliveries // ENDPOINTS):
+                delivery.publish(event(n), environment=ENV)
+            started = time.perf_counter()
+            delivery.start()
+            try:
+                while outbox.counts()["delivered"] < deliveries:
+                    time.sleep(0.01)
+                elapsed = time.perf_counter() - started
+            finally:
+                delivery.close()
+        return deliveries / elapsed
 
 
 def main() -> None:
@@ -150,6 +174,7 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--celery", default="redis,rabbitmq", help="Celery brokers to measure ('' for none)")
     options = parser.parse_args()
     deliveries = options.deliveries // ENDPOINTS * ENDPOINTS
     server = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE)
@@ -160,6 +185,8 @@ def main() -> None:
         background = background_rate(receiver, deliveries)
         outbox = sqlite_outbox_rate(receiver, deliveries)
         rounds = [(n, *procrastinate_round(receiver, deliveries, n, options.concurrency)) for n in options.workers]
+        brokers = tuple(broker for broker in options.celery.split(",") if broker)
+        celery = _bench_celery.run(deliveries, brokers) if brokers else None
     finally:
         server.terminate()
         server.wait()
@@ -167,9 +194,7 @@ def main() -> None:
     print(f"{'executor':<42}{'deliveries/s':>14}{'vs background':>15}")
     print(f"{'inline (one thread, Webhooks.deliver)':<42}{inline:>14.0f}{inline / background:>14.2f}x")
     print(f"{'BackgroundDelivery (8 threads)':<42}{background:>14.0f}{1.0:>14.2f}x")
-    shown = "n/a" if outbox is None else f"{outbox:.0f}"
-    ratio = "" if outbox is None else f"{outbox / background:.2f}x"
-    print(f"{'SqliteOutbox (hook: not measured yet)':<42}{shown:>14}{ratio:>15}")
+    print(f"{'SqliteOutbox, FULL (8 worker threads)':<42}{outbox:>14.0f}{outbox / background:>14.2f}x")
     for workers, rate, _ in rounds:
         label = f"procrastinate, {workers} worker process(es) x {options.concurrency}"
         print(f"{label:<42}{rate:>14.0f}{rate / background:>14.2f}x")
@@ -179,6 +204,9 @@ def main() -> None:
         f"({rounds[0][0]} process) -> engine overhead {1000 / one - 1000 / inline:.2f} ms; "
         f"deferring {rounds[0][2] * 1000:.3f} ms per delivery (20 per statement)"
     )
+    if celery is not None:
+        for line in _bench_celery.report(celery):
+            print(line)
 
 
 if __name__ == "__main__":
