@@ -1,129 +1,21 @@
-"""FlagCache: a local mirror of flag state, fed with web hook events in any order."""
+"""FlagCache: a local mirror of flag state, fed with web hook events in any order, kept in a store."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from datetime import datetime
 from typing import Any
 
-from ._changes import Scope
-from ._events import FlagChange, WebhookEvent
-from ._models import Environment, Feature, FeatureState, FlagValue, Identity
+from .._changes import Scope
+from .._events import FlagChange, WebhookEvent
+from .._models import Environment, Feature, FeatureState, FlagValue, Identity
+from ..exceptions import ConfigError
+from ._memory import MemoryFlagStore
+from ._store import FlagStore
 
 __all__ = ["FlagCache"]
 
-
-class _Undated:
-    """The time of an event whose timestamp is unknown (Flagsmith sent ``""``): before every datetime."""
-
-    __slots__ = ()
-
-    def __lt__(self, other: datetime | _Undated) -> bool:
-        return other is not self
-
-    def __le__(self, other: datetime | _Undated) -> bool:
-        return True
-
-    def __gt__(self, other: datetime | _Undated) -> bool:
-        return False
-
-    def __ge__(self, other: datetime | _Undated) -> bool:
-        return other is self
-
-    def __repr__(self) -> str:
-        return "<undated>"
-
-
-_UNDATED = _Undated()
-_Time = datetime | _Undated
-# An event's place in the total order that decides every conflict: (timestamp, event id). Newest wins, ties
-# broken by the event id.
-_Key = tuple[_Time, str]
-# What a target holds, flat (one object per target): the newest event's timestamp and id, and its state or None
-# once deleted (a tombstone for that target, so that older events for it stay ignored).
-_Entry = tuple[_Time, str, FeatureState | None]
 _SCOPES = tuple(Scope)
-
-
-class RecentIds:
-    """A bounded, thread-safe set of the most recently added event ids (the oldest go first)."""
-
-    def __init__(self, size: int) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def __contains__(self, event_id: str) -> bool:
-        with self._lock:
-            return event_id in self._ids
-
-    def add(self, event_id: str) -> bool:
-        """Remember ``event_id``; False when it was already remembered."""
-        with self._lock:
-            if event_id in self._ids:
-                return False
-            self._ids[event_id] = None
-            if len(self._ids) > self._size:
-                self._ids.popitem(last=False)
-            return True
-
-
-class Claims:
-    """Which event ids are being handled and which were handled (the newest ``size``), under one lock.
-
-    Claiming before the cache and ``on_event`` run is what makes de-duplication atomic: of concurrent copies
-    of one event exactly one is handled, and the others are told to come back.
-    """
-
-    __slots__ = ("_busy", "_done", "_lock", "_size")
-
-    def __init__(self, size: int) -> None:
-        self._busy: set[str] = set()
-        self._done: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-        self._size = size
-
-    def claim(self, event_id: str) -> bool | None:
-        """True when claimed (the caller handles it), False when handled already, None when being handled."""
-        with self._lock:
-            if event_id in self._done:
-                return False
-            if event_id in self._busy:
-                return None
-            self._busy.add(event_id)
-            return True
-
-    def release(self, event_id: str, handled: bool) -> None:
-        """Give a claim back: remembered as handled, or (the handling failed) free to be claimed again."""
-        with self._lock:
-            self._busy.discard(event_id)
-            if handled:
-                self._done[event_id] = None
-                if len(self._done) > self._size:
-                    self._done.popitem(last=False)
-
-
-class _Feature:
-    """Everything the cache holds for one feature in one environment.
-
-    The unit a store can keep together (one row, one hash): the targets' entries, the feature's tombstone, the
-    name it carries, and the floor below which identity-override events are no longer told apart.
-    """
-
-    __slots__ = ("default", "floor", "identities", "live", "name", "name_key", "newest", "segments", "tombstone")
-
-    def __init__(self, name: str, key: _Key) -> None:
-        self.name = name  # the name carried by this feature's newest event, ...
-        self.name_key = key  # ... and that event's key
-        self.tombstone: _Key | None = None  # the newest deletion of the environment default
-        self.floor: _Key | None = None  # the newest identity-override deletion forgotten (see FlagCache)
-        self.default: _Entry | None = None
-        self.segments: dict[Hashable, _Entry] = {}
-        self.identities: dict[str, _Entry] = {}
-        self.live = 0  # how many of the entries hold a state
-        self.newest = key  # no entry here is newer than this (lets a deletion skip looking at each)
 
 
 class FlagCache:
@@ -157,16 +49,26 @@ class FlagCache:
 
     _REMEMBERED_IDS = 65536
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._features: dict[tuple[int, int], _Feature] = {}
-        # (environment id, name) -> the ids of the features in that environment whose name it is.
-        self._names: dict[tuple[int, str], list[int]] = {}
-        # The recent event ids, oldest first; an identity-override deletion's id carries its tombstone, which
-        # is forgotten with the id (a dead entry per deleted override would otherwise be kept forever).
-        self._recent: OrderedDict[str, tuple[_Feature, str, _Entry] | None] = OrderedDict()
-        self._live = 0
-        self._claims = Claims(self._REMEMBERED_IDS)
+    def __init__(self, store: FlagStore | None = None) -> None:
+        if store is None:
+            store = MemoryFlagStore(remembered=self._REMEMBERED_IDS)
+        elif not isinstance(store, FlagStore):
+            raise ConfigError(
+                f"store must be a MemoryFlagStore, SqliteFlagStore or RedisFlagStore, got {type(store).__name__}"
+            )
+        self._store = store
+
+    @property
+    def store(self) -> FlagStore:
+        """Where the cache keeps its states (a :class:`MemoryFlagStore` unless one was given)."""
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"FlagCache(store={self._store!r})"
+
+    def close(self) -> None:
+        """Close the store's connections (a shared store's data stays)."""
+        self._store.close()
 
     # --- claiming: who handles an event ----------------------------------------------------------------
 
@@ -175,19 +77,24 @@ class FlagCache:
 
         True: claimed, the caller handles the event, then calls :meth:`release`. False: handled already (a
         retry after a lost response). None: another caller is handling it right now (answer "try again").
-        Of concurrent claims of one id exactly one gets True.
+        Of concurrent claims of one id exactly one gets True, across every process and host sharing the store;
+        a shared store's claim is a lease that expires (60 s) if its holder dies without releasing it.
+        Raises :class:`~flaghooks.exceptions.StoreError` when the store cannot be used.
         """
-        return self._claims.claim(event_id)
+        return self._store.claim(event_id)
 
     def release(self, event_id: str, *, handled: bool) -> None:
         """End a claim: remembered as handled, or (``handled=False``, the handling failed) free to be claimed
         again, so that the sender's retry runs it."""
-        self._claims.release(event_id, handled)
+        self._store.release(event_id, handled)
 
     # --- feeding ---------------------------------------------------------------------------------------
 
     def apply(self, event: WebhookEvent) -> bool:
-        """Apply one event; True when the cache's contents changed."""
+        """Apply one event; True when the cache's contents changed.
+
+        Raises :class:`~flaghooks.exceptions.StoreError` when the store cannot be used (nothing of the event is
+        applied then: apply it again later)."""
         if type(event) is not WebhookEvent and not isinstance(event, WebhookEvent):
             raise TypeError(f"event must be a WebhookEvent, got {type(event).__name__}")
         data = event.data
@@ -196,152 +103,24 @@ class FlagCache:
         new = data.new_state
         state = new if new is not None else data.previous_state
         assert state is not None  # a FlagChange always has one
-        event_id = event.id
-        timestamp = data.timestamp
-        when: _Time = timestamp if timestamp is not None else _UNDATED
-        key: _Key = (when, event_id)
-        name = state.feature.name
-        scope = (state.environment.id, state.feature.id)
         identity = state.identity
-        with self._lock:
-            recent = self._recent
-            held = len(recent)
-            recent.setdefault(event_id)
-            if len(recent) == held:
-                return False  # applied already
-            if held == self._REMEMBERED_IDS:
-                forgotten = recent.popitem(last=False)[1]
-                if forgotten is not None:
-                    self._forget(*forgotten)
-            feature = self._features.get(scope)
-            if feature is None:
-                feature = self._features[scope] = _Feature(name, key)
-                self._names.setdefault((scope[0], name), []).append(scope[1])
-            elif key > feature.name_key:
-                if name != feature.name:
-                    self._rename(scope, feature, name)
-                feature.name_key = key
-            tombstone = feature.tombstone
-            if tombstone is not None and key < tombstone:
-                return False  # hidden by a later deletion of the feature in this environment
-            if key > feature.newest:
-                feature.newest = key
-            if identity is not None:
-                identifier = identity.identifier
-                table = feature.identities
-                current = table.get(identifier)
-                # Not newer than what the target holds (the key compared in place, not rebuilt as a tuple).
-                if current is not None and (when < current[0] or (when == current[0] and event_id <= current[1])):
-                    return False
-                floor = feature.floor
-                if new is None:
-                    if floor is not None and key <= floor:
-                        # Older than a forgotten deletion: remove an older state, but keep no tombstone (the
-                        # floor already hides everything older for this identity).
-                        if current is None:
-                            return False
-                        del table[identifier]
-                    else:
-                        entry = table[identifier] = (when, event_id, None)
-                        recent[event_id] = (feature, identifier, entry)
-                    if current is None or current[2] is None:
-                        return False
-                    feature.live -= 1
-                    self._live -= 1
-                    return True
-                if floor is not None and key <= floor:
-                    return False
-                table[identifier] = (when, event_id, new)
-            elif state.feature_segment is not None:
-                segment = state.feature_segment
-                where: Hashable = (
-                    ("segment", segment.segment.id) if segment.segment is not None else ("feature_segment", segment.id)
-                )
-                table_s = feature.segments
-                current = table_s.get(where)
-                if current is not None and (when < current[0] or (when == current[0] and event_id <= current[1])):
-                    return False
-                table_s[where] = (when, event_id, new)
-                if new is None:
-                    if current is None or current[2] is None:
-                        return False
-                    feature.live -= 1
-                    self._live -= 1
-                    return True
-            elif new is None:
-                # Held here until the lock is released, so that freeing a million overrides keeps no reader waiting.
-                dropped = (feature.segments, feature.identities)  # noqa: F841
-                return self._delete_feature(feature, key)
-            else:
-                current = feature.default
-                if current is not None and (when < current[0] or (when == current[0] and event_id <= current[1])):
-                    return False
-                feature.default = (when, event_id, new)
-            # An update of a target: changed unless the target already showed an equal state.
-            if current is None or current[2] is None:
-                feature.live += 1
-                self._live += 1
-                return True
-            old = current[2]
-            # The cheap fields first: an update usually changes one of them, and the old state is rarely in cache.
-            return old.enabled is not new.enabled or old.value != new.value or (old is not new and old != new)
-
-    def _delete_feature(self, feature: _Feature, key: _Key) -> bool:
-        """FLAG_DELETED of the environment default: drop everything of the feature older than ``key``."""
-        feature.tombstone = key
-        # The tombstone replaces the targets' own: an entry older than it can go, dead or alive.
-        before = feature.live
-        if feature.newest <= key:  # the common case, nothing newer arrived first: no need to look at each
-            feature.default = None
-            feature.segments = {}
-            feature.identities = {}
-            feature.live = 0
-        else:
-            default = feature.default
-            if default is not None and (default[0], default[1]) < key:
-                feature.default = None
-                feature.live -= default[2] is not None
-            segments, identities = feature.segments, feature.identities
-            for where in [where for where, entry in segments.items() if (entry[0], entry[1]) < key]:
-                feature.live -= segments.pop(where)[2] is not None
-            for identifier in [identifier for identifier, entry in identities.items() if (entry[0], entry[1]) < key]:
-                feature.live -= identities.pop(identifier)[2] is not None
-        self._live -= before - feature.live
-        return feature.live != before
-
-    def _forget(self, feature: _Feature, identifier: str, entry: _Entry) -> None:
-        """The deletion of an identity override left the recent ids: fold its tombstone into the floor."""
-        if feature.identities.get(identifier) is entry:  # else a newer event or a feature deletion replaced it
-            del feature.identities[identifier]
-            forgotten = (entry[0], entry[1])
-            if feature.floor is None or feature.floor < forgotten:
-                feature.floor = forgotten
-
-    def _rename(self, scope: tuple[int, int], feature: _Feature, name: str) -> None:
-        environment, feature_id = scope
-        owners = self._names[(environment, feature.name)]
-        owners.remove(feature_id)
-        if not owners:
-            del self._names[(environment, feature.name)]
-        self._names.setdefault((environment, name), []).append(feature_id)
-        feature.name = name
+        segment = state.feature_segment
+        where: Hashable | None = None
+        if identity is None and segment is not None:
+            where = ("segment", segment.segment.id) if segment.segment is not None else ("feature_segment", segment.id)
+        feature = state.feature
+        return self._store.apply(
+            event.id,
+            data.timestamp,
+            state.environment.id,
+            feature.id,
+            feature.name,
+            None if identity is None else identity.identifier,
+            where,
+            new,
+        )
 
     # --- reading ---------------------------------------------------------------------------------------
-
-    def _find(self, environment: int | Environment, feature: str | int | Feature) -> _Feature | None:
-        """The feature's record; called with the lock held."""
-        if type(environment) is not int:
-            environment = _environment_id(environment)
-        if type(feature) is not str and type(feature) is not int:
-            feature = _feature_key(feature)
-        if isinstance(feature, str):
-            owners = self._names.get((environment, feature))
-            if not owners:
-                return None
-            if len(owners) == 1:
-                return self._features[(environment, owners[0])]
-            return max((self._features[(environment, owner)] for owner in owners), key=_named_at)
-        return self._features.get((environment, feature))
 
     def get(
         self,
@@ -355,18 +134,13 @@ class FlagCache:
         :class:`Identity`) is given and has one, else the environment default; None if unknown.
 
         Raises ``TypeError`` naming the argument that is none of these (an identity's numeric id, say)."""
+        if type(environment) is not int:
+            environment = _environment_id(environment)
+        if type(feature) is not str and type(feature) is not int:
+            feature = _feature_key(feature)
         if identity is not None and type(identity) is not str:
             identity = _identifier(identity)
-        with self._lock:
-            found = self._find(environment, feature)
-            if found is None:
-                return None
-            if identity is not None:
-                override = found.identities.get(identity)
-                if override is not None and override[2] is not None:
-                    return override[2]
-            default = found.default
-            return None if default is None else default[2]
+        return self._store.find(environment, feature, identity)
 
     def is_enabled(
         self,
@@ -394,10 +168,11 @@ class FlagCache:
 
     def segment_overrides(self, environment: int | Environment, feature: str | int | Feature) -> list[FeatureState]:
         """The feature's segment overrides in ``environment``, by priority (unknown priorities last)."""
-        with self._lock:
-            found = self._find(environment, feature)
-            entries = [] if found is None else list(found.segments.items())
-        overrides = [(where, entry[2]) for where, entry in entries if entry[2] is not None]
+        if type(environment) is not int:
+            environment = _environment_id(environment)
+        if type(feature) is not str and type(feature) is not int:
+            feature = _feature_key(feature)
+        overrides = self._store.segments(environment, feature)
 
         def order(item: tuple[Hashable, FeatureState]) -> tuple[bool, int, str]:
             fs = item[1].feature_segment
@@ -409,31 +184,12 @@ class FlagCache:
 
     def states(self) -> list[FeatureState]:
         """Every state the cache holds, in a stable order (environment, feature, scope, override)."""
-        # Copy under the lock (C-speed copies of each feature's tables), sort without it.
-        with self._lock:
-            copied = [
-                (scope, feature.default, list(feature.segments.items()), list(feature.identities.items()))
-                for scope, feature in self._features.items()
-            ]
-        items: list[tuple[tuple[int, int, int, str], FeatureState]] = []
-        for (environment, feature_id), default, segments, identities in copied:
-            if default is not None and default[2] is not None:
-                items.append(((environment, feature_id, 0, "None"), default[2]))
-            for rank, table in ((_SCOPES.index(Scope.SEGMENT), segments), (_SCOPES.index(Scope.IDENTITY), identities)):
-                items.extend(
-                    ((environment, feature_id, rank, repr(where)), entry[2])
-                    for where, entry in table
-                    if entry[2] is not None
-                )
+        items = [((environment, feature, rank, repr(where)), state) for environment, feature, rank, where, state in self._store.entries()]
         items.sort(key=lambda item: item[0])
         return [state for _, state in items]
 
     def __len__(self) -> int:
-        return self._live
-
-
-def _named_at(feature: _Feature) -> _Key:
-    return feature.name_key
+        return self._store.count()
 
 
 def _environment_id(environment: object) -> int:
