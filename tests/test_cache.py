@@ -257,7 +257,7 @@ def test_any_order_with_duplicates_converges(kind: str) -> None:
     store (memory, SQLite, Redis)."""
     with caches(kind) as make:
 
-        @settings(max_examples=300 if kind == "memory" else 100, deadline=None)
+        @settings(max_examples={"memory": 300, "sqlite": 100}.get(kind, 40), deadline=None)
         @given(histories(), st.data())
         def check(events: list[WebhookEvent], data: st.DataObject) -> None:
             expected = in_order(events).states()
@@ -277,7 +277,7 @@ def test_deleted_flags_never_come_back(kind: str) -> None:
     order; and nothing older than a deletion of the default is ever visible; on every store."""
     with caches(kind) as make:
 
-        @settings(max_examples=300 if kind == "memory" else 100, deadline=None)
+        @settings(max_examples={"memory": 300, "sqlite": 100}.get(kind, 40), deadline=None)
         @given(histories(), st.randoms(use_true_random=False))
         def check(events: list[WebhookEvent], rnd: Any) -> None:
             _check_deleted_stay_deleted(make(), events, rnd)

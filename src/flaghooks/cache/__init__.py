@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..exceptions import StoreError
 from ._cache import FlagCache
 from ._memory import MemoryFlagStore
+from ._redis import RedisFlagStore
 from ._sqlite import SqliteFlagStore
 
-__all__ = ["FlagCache", "MemoryFlagStore", "SqliteFlagStore", "StoreError"]
+__all__ = ["FlagCache", "MemoryFlagStore", "RedisFlagStore", "SqliteFlagStore", "StoreError"]
