@@ -64,8 +64,11 @@ class Claims:
             return True
 
     def release(self, event_id: str, handled: bool) -> None:
-        """Give a claim back: remembered as handled, or (the handling failed) free to be claimed again."""
+        """Give a claim back: remembered as handled, or (the handling failed) free to be claimed again. An id
+        that was not claimed is left alone (as the shared stores do)."""
         with self._lock:
+            if event_id not in self._busy:
+                return
             self._busy.discard(event_id)
             if handled:
                 self._done[event_id] = None
