@@ -33,7 +33,9 @@ def small_document(**changes: Any) -> dict[str, Any]:
         10,
         "env-key",
         states,
-        segments=changes.pop("segments", [segment(5, "beta", [doc_state(1, "banner", True, "beta", seed=3, priority=1)])]),
+        segments=changes.pop(
+            "segments", [segment(5, "beta", [doc_state(1, "banner", True, "beta", seed=3, priority=1)])]
+        ),
         identity_overrides=changes.pop(
             "identity_overrides", [identity("alice", 9, [doc_state(1, "banner", True, "alice", seed=4)], "env-key")]
         ),

@@ -151,7 +151,7 @@ class TestSqliteFile:
 
     def test_a_missing_directory(self, tmp_path: Path) -> None:
         """A file in a directory that does not exist is a StoreError naming it."""
-        with pytest.raises(StoreError, match="flag cache .*nowhere"):
+        with pytest.raises(StoreError, match=r"flag cache .*nowhere"):
             SqliteFlagStore(tmp_path / "nowhere" / "flags.db")
 
     def test_a_closed_store(self, db: Path) -> None:
@@ -299,7 +299,7 @@ class TestRedis:
             RedisFlagStore(REDIS_URL, prefix="")
         with pytest.raises(ConfigError, match="lease must be a positive number"):
             RedisFlagStore(REDIS_URL, lease=-1)
-        with pytest.raises(TypeError, match="client_or_url must be a redis.Redis or a URL, got int"):
+        with pytest.raises(TypeError, match=r"client_or_url must be a redis\.Redis or a URL, got int"):
             RedisFlagStore(6379)
         with pytest.raises(ConfigError, match="not a Redis URL"):
             RedisFlagStore("http://127.0.0.1:6379")

@@ -142,9 +142,7 @@ class FlagCache:
         parsed = parse_environment_document(document)
         when = as_of if as_of is not None else parsed.updated_at
         if when is None:
-            raise ConfigError(
-                "the environment document has no updated_at: pass as_of= (when the document was fetched)"
-            )
+            raise ConfigError("the environment document has no updated_at: pass as_of= (when the document was fetched)")
         features: dict[int, tuple[str, dict[Hashable, FeatureState]]] = {}
         for state in parsed.states:
             feature = state.feature
@@ -224,7 +222,10 @@ class FlagCache:
 
     def states(self) -> list[FeatureState]:
         """Every state the cache holds, in a stable order (environment, feature, scope, override)."""
-        items = [((environment, feature, rank, repr(where)), state) for environment, feature, rank, where, state in self._store.entries()]
+        items = [
+            ((environment, feature, rank, repr(where)), state)
+            for environment, feature, rank, where, state in self._store.entries()
+        ]
         items.sort(key=lambda item: item[0])
         return [state for _, state in items]
 

@@ -137,7 +137,7 @@ class MemoryFlagStore(FlagStore):
                 dropped = (record.segments, record.identities)  # noqa: F841
             outcome = settle(record, time, event_id, identifier, where, new)
             if new is None and identifier is not None and record.buried is not None:
-                recent[event_id] = (record, identifier, record.buried)  # type: ignore[assignment]
+                recent[event_id] = (record, identifier, record.buried)
                 record.buried = None
             if outcome == UNCHANGED:
                 return False
@@ -177,7 +177,9 @@ class MemoryFlagStore(FlagStore):
                 return self._records[(environment, owners[0])]
             # The newest name wins; a tie (features named by one load) goes to the larger id, in every store.
             records = self._records
-            return records[(environment, max(owners, key=lambda owner: (records[(environment, owner)].name_key, owner)))]
+            return records[
+                (environment, max(owners, key=lambda owner: (records[(environment, owner)].name_key, owner)))
+            ]
         return self._records.get((environment, feature))  # type: ignore[arg-type]
 
     def find(self, environment: int, feature: str | int, identifier: str | None) -> FeatureState | None:
@@ -190,7 +192,7 @@ class MemoryFlagStore(FlagStore):
                 if override is not None and override[2] is not None:
                     return override[2]  # type: ignore[no-any-return]
             default = found.default
-            return None if default is None else default[2]  # type: ignore[no-any-return]
+            return None if default is None else default[2]
 
     def segments(self, environment: int, feature: str | int) -> list[tuple[Hashable, FeatureState]]:
         with self._lock:
@@ -228,9 +230,9 @@ class MemoryFlagStore(FlagStore):
             held_load = self._loads.get(environment)
             if held_load is None or held_load[0] < (when, ""):
                 self._loads[environment] = ((when, ""), frozenset(features))
-            for (held_environment, feature), record in list(self._records.items()):
+            for (held_environment, feature), held in list(self._records.items()):
                 if held_environment == environment and feature not in features:
-                    outcome = settle(record, when, "", None, None, None)
+                    outcome = settle(held, when, "", None, None, None)
                     self._live += outcome
                     changed -= outcome
             for feature, (name, states) in features.items():

@@ -53,7 +53,7 @@ def target_text(identifier: str | None, where: Hashable | None) -> str:
     if where is None:
         return "d"
     kind, number = where  # type: ignore[misc]
-    return f"{'s' if kind == 'segment' else 'f'}:{number}"
+    return f"{'s' if kind == 'segment' else 'f'}:{number}"  # type: ignore[has-type]
 
 
 def target_of(text: str) -> tuple[int, Hashable]:
@@ -92,12 +92,13 @@ class _Record(Record):
 
     def drop_older(self, key: tuple[Any, str]) -> int:
         conn, (env, feature) = self._conn, self._scope
-        if self.newest <= key:
-            where, args = "env = ? AND feature = ?", (env, feature)
-        else:
-            ts, eid = key
-            where, args = "env = ? AND feature = ? AND (ts < ? OR (ts = ? AND eid < ?))", (env, feature, ts, ts, eid)
-        (removed,) = conn.execute(f"SELECT count(*) FROM targets WHERE {where} AND state IS NOT NULL", args).fetchone()  # noqa: S608
+        args: tuple[Any, ...] = (env, feature)
+        where = "env = ? AND feature = ?"
+        if not self.newest <= key:
+            where += " AND (ts < ? OR (ts = ? AND eid < ?))"
+            args += (key[0], key[0], key[1])
+        counted = conn.execute(f"SELECT count(*) FROM targets WHERE {where} AND state IS NOT NULL", args)  # noqa: S608
+        (removed,) = counted.fetchone()
         conn.execute(f"DELETE FROM targets WHERE {where}", args)  # noqa: S608
         super().drop_older(key)  # the same in the entries read
         return int(removed)
@@ -312,8 +313,10 @@ class SqliteFlagStore(FlagStore):
             outcome = settle(record, ts, event_id, identifier, where, data)
             _save_meta(conn, environment, feature, record)
             if not whole:
-                after = record.default if target == "d" else (
-                    record.identities.get(identifier) if identifier is not None else record.segments.get(where)
+                after = (
+                    record.default
+                    if target == "d"
+                    else (record.identities.get(identifier) if identifier is not None else record.segments.get(where))
                 )
                 if after is not before:
                     _save_target(conn, environment, feature, target, after)
@@ -403,7 +406,7 @@ class SqliteFlagStore(FlagStore):
                     "SELECT target, ts, eid, state FROM targets WHERE env = ? AND feature = ?", (environment, feature)
                 ).fetchall()
                 for target, *entry in rows:
-                    record.put(target, tuple(entry))  # type: ignore[arg-type]
+                    record.put(target, tuple(entry))
                 before = _entries(record)
                 changed += load(record, ts, {where: encode_state(state) for where, state in states.items()})
                 after = _entries(record)
@@ -453,7 +456,8 @@ class SqliteFlagStore(FlagStore):
         if type(feature) is int:
             return feature
         row = conn.execute(
-            "SELECT feature FROM features WHERE env = ? AND name = ? ORDER BY name_ts DESC, name_id DESC, feature DESC LIMIT 1",
+            "SELECT feature FROM features WHERE env = ? AND name = ? "
+            "ORDER BY name_ts DESC, name_id DESC, feature DESC LIMIT 1",
             (environment, feature),
         ).fetchone()
         return None if row is None else int(row[0])
@@ -537,6 +541,4 @@ def _save_target(conn: sqlite3.Connection, environment: int, feature: int, targe
     if entry is None:
         conn.execute("DELETE FROM targets WHERE env = ? AND feature = ? AND target = ?", (environment, feature, target))
     else:
-        conn.execute(
-            "INSERT OR REPLACE INTO targets VALUES (?, ?, ?, ?, ?, ?)", (environment, feature, target, *entry)
-        )
+        conn.execute("INSERT OR REPLACE INTO targets VALUES (?, ?, ?, ?, ?, ?)", (environment, feature, target, *entry))
