@@ -25,7 +25,7 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _SCHEMA = """
 CREATE TABLE features (
     env INTEGER NOT NULL, feature INTEGER NOT NULL, name TEXT NOT NULL, name_ts TEXT NOT NULL, name_id TEXT NOT NULL,
-    tomb_ts TEXT, tomb_id TEXT, floor_ts TEXT, floor_id TEXT, newest_ts TEXT NOT NULL, newest_id TEXT NOT NULL,
+    tomb_ts TEXT, tomb_id TEXT, floor_ts TEXT, floor_id TEXT,
     PRIMARY KEY (env, feature)
 ) WITHOUT ROWID;
 CREATE INDEX features_by_name ON features (env, name);
@@ -43,6 +43,17 @@ CREATE INDEX claims_done ON claims (done_seq);
 # Connections a forked child inherited: never used nor closed there (closing one would release the parent's
 # locks), only kept from being garbage-collected.
 _INHERITED: list[sqlite3.Connection] = []
+# How many times this process is a fork()ed child: a store opened in another generation opens its connections
+# again (cheaper per read than comparing os.getpid()).
+_FORKS = [0]
+_MISSING = object()
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 T = TypeVar("T")
 
 
@@ -69,14 +80,16 @@ def target_of(text: str) -> tuple[int, Hashable]:
 class _Record(Record):
     """A feature's record read from the file: its meta row and the entries of the targets read."""
 
-    __slots__ = ("_conn", "_scope")
+    __slots__ = ("_conn", "_scope", "saved")
 
     def __init__(self, conn: sqlite3.Connection, scope: tuple[int, int], row: tuple[Any, ...]) -> None:
-        name, name_ts, name_id, tomb_ts, tomb_id, floor_ts, floor_id, newest_ts, newest_id = row
+        name, name_ts, name_id, tomb_ts, tomb_id, floor_ts, floor_id = row
         super().__init__(name, (name_ts, name_id))
+        # The file keeps no "newest" (drop_older asks SQLite for what is older instead): the rules only use it to
+        # skip looking at each entry.
         self.tombstone = None if tomb_ts is None else (tomb_ts, tomb_id)
         self.floor = None if floor_ts is None else (floor_ts, floor_id)
-        self.newest = (newest_ts, newest_id)
+        self.saved = (self.tombstone, self.floor)
         self._conn = conn
         self._scope = scope
 
@@ -92,15 +105,17 @@ class _Record(Record):
 
     def drop_older(self, key: tuple[Any, str]) -> int:
         conn, (env, feature) = self._conn, self._scope
-        args: tuple[Any, ...] = (env, feature)
-        where = "env = ? AND feature = ?"
-        if not self.newest <= key:
-            where += " AND (ts < ? OR (ts = ? AND eid < ?))"
-            args += (key[0], key[0], key[1])
+        where = "env = ? AND feature = ? AND (ts < ? OR (ts = ? AND eid < ?))"
+        args = (env, feature, key[0], key[0], key[1])
         counted = conn.execute(f"SELECT count(*) FROM targets WHERE {where} AND state IS NOT NULL", args)  # noqa: S608
         (removed,) = counted.fetchone()
         conn.execute(f"DELETE FROM targets WHERE {where}", args)  # noqa: S608
-        super().drop_older(key)  # the same in the entries read
+        # The same in the entries read.
+        if self.default is not None and (self.default[0], self.default[1]) < key:
+            self.default = None
+        for table in (self.segments, self.identities):
+            for target in [target for target, entry in table.items() if (entry[0], entry[1]) < key]:
+                del table[target]
         return int(removed)
 
 
@@ -147,8 +162,10 @@ class SqliteFlagStore(FlagStore):
         self._lease = float(lease)
         self._remembered = int(remembered)
         self._pid = -1
+        self._forks = -1
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._version_cursor: sqlite3.Cursor | None = None
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._memo: dict[Any, Any] = {}
@@ -179,7 +196,7 @@ class SqliteFlagStore(FlagStore):
         """Open this process's connections; create the tables in a new file, refuse a newer one."""
         if self._writer is not None:
             _INHERITED.extend([self._writer, self._reader])  # type: ignore[list-item]
-        self._writer = self._reader = None
+        self._writer = self._reader = self._version_cursor = None
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._memo = {}
@@ -207,6 +224,7 @@ class SqliteFlagStore(FlagStore):
                     f"{SCHEMA_VERSION}): upgrade flaghooks or point the cache at another file"
                 )
             self._reader = self._connect()
+            self._version_cursor = self._reader.cursor()
         except StoreError:
             if writer is not None:
                 writer.close()
@@ -217,17 +235,18 @@ class SqliteFlagStore(FlagStore):
             raise self._fault(exc) from None
         self._writer = writer
         self._pid = os.getpid()
+        self._forks = _FORKS[0]
 
     def close(self) -> None:
         with self._write_lock, self._read_lock:
             for conn in (self._writer, self._reader):
                 if conn is not None and self._pid == os.getpid():
                     conn.close()
-            self._writer = self._reader = None
+            self._writer = self._reader = self._version_cursor = None
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one BEGIN IMMEDIATE transaction: all of it, or (a fault) none of it and StoreError."""
-        if self._pid != os.getpid():
+        if self._forks != _FORKS[0]:
             self._open()
         with self._write_lock:
             conn = self._writer
@@ -250,20 +269,22 @@ class SqliteFlagStore(FlagStore):
 
     def _read(self, memo_key: Any, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work``'s answer, from this process's copy while the file is unchanged (PRAGMA data_version)."""
-        if self._pid != os.getpid():
+        if self._forks != _FORKS[0]:
             self._open()
         with self._read_lock:
-            conn = self._reader
-            if conn is None:
+            conn, version_cursor = self._reader, self._version_cursor
+            if conn is None or version_cursor is None:
                 raise StoreError(f"flag cache {self._path}: the store is closed")
             try:
-                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                version = version_cursor.execute("PRAGMA data_version").fetchone()[0]
                 memo = self._memo
-                if version != self._version:
+                if version == self._version:
+                    answer = memo.get(memo_key, _MISSING)
+                    if answer is not _MISSING:
+                        return answer  # type: ignore[no-any-return]
+                else:
                     memo.clear()
                     self._version = version
-                elif memo_key in memo:
-                    return memo[memo_key]  # type: ignore[no-any-return]
                 answer = work(conn)
             except sqlite3.Error as exc:
                 raise self._fault(exc) from None
@@ -271,7 +292,7 @@ class SqliteFlagStore(FlagStore):
                 memo.clear()
             if self._MEMO_SIZE:
                 memo[memo_key] = answer
-            return answer
+            return answer  # type: ignore[no-any-return]
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -299,7 +320,7 @@ class SqliteFlagStore(FlagStore):
                 return False  # applied already
             seq = inserted.lastrowid
             assert seq is not None
-            if seq > self._remembered:
+            if seq > self._remembered and seq % 64 == 0:  # in batches: the window is 0 to 63 ids longer
                 self._forget(conn, seq - self._remembered)
             record = self._record(conn, environment, feature, name, (ts, event_id))
             if not whole:
@@ -338,17 +359,17 @@ class SqliteFlagStore(FlagStore):
         """The feature's record (its meta row; created when new), its name following its newest event (``key``
         None: a held feature, its name untouched)."""
         row = conn.execute(
-            "SELECT name, name_ts, name_id, tomb_ts, tomb_id, floor_ts, floor_id, newest_ts, newest_id FROM features "
+            "SELECT name, name_ts, name_id, tomb_ts, tomb_id, floor_ts, floor_id FROM features "
             "WHERE env = ? AND feature = ?",
             (environment, feature),
         ).fetchone()
         if key is None:
             pass
         elif row is None:
-            row = (name, key[0], key[1], None, None, None, None, key[0], key[1])
+            row = (name, key[0], key[1], None, None, None, None)
             conn.execute(
-                "INSERT INTO features VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?)",
-                (environment, feature, name, key[0], key[1], key[0], key[1]),
+                "INSERT INTO features VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
+                (environment, feature, name, key[0], key[1]),
             )
             record = _Record(conn, (environment, feature), row)
             loaded = conn.execute("SELECT ts, features FROM loads WHERE env = ?", (environment,)).fetchone()
@@ -519,22 +540,23 @@ def _entries(record: Record) -> dict[str, Any]:
     return found
 
 
-def _save_meta(conn: sqlite3.Connection, environment: int, feature: int, record: Record) -> None:
-    tomb, floor, newest = record.tombstone, record.floor, record.newest
+def _save_meta(conn: sqlite3.Connection, environment: int, feature: int, record: _Record) -> None:
+    """Write the record's tombstone and floor back, when the rules changed them (rarely: most events don't)."""
+    tomb, floor = record.tombstone, record.floor
+    if (tomb, floor) == record.saved:
+        return
     conn.execute(
-        "UPDATE features SET tomb_ts = ?, tomb_id = ?, floor_ts = ?, floor_id = ?, newest_ts = ?, newest_id = ? "
-        "WHERE env = ? AND feature = ?",
+        "UPDATE features SET tomb_ts = ?, tomb_id = ?, floor_ts = ?, floor_id = ? WHERE env = ? AND feature = ?",
         (
             None if tomb is None else tomb[0],
             None if tomb is None else tomb[1],
             None if floor is None else floor[0],
             None if floor is None else floor[1],
-            newest[0],
-            newest[1],
             environment,
             feature,
         ),
     )
+    record.saved = (tomb, floor)
 
 
 def _save_target(conn: sqlite3.Connection, environment: int, feature: int, target: str, entry: Any) -> None:
