@@ -110,7 +110,9 @@ def updates(count: int, tag: str) -> list[WebhookEvent]:
     for n in range(count):
         feature = Feature(id=1 + n % FEATURES, name=f"feature_{1 + n % FEATURES}", project=PROJECT, created_date=T0)
         identity = Identity(n % IDENTITIES, f"user_{n % IDENTITIES}") if n % 2 else None
-        new = FeatureState(feature=feature, environment=Environment(ENVIRONMENT), enabled=True, value=n, identity=identity)
+        new = FeatureState(
+            feature=feature, environment=Environment(ENVIRONMENT), enabled=True, value=n, identity=identity
+        )
         events.append(flag_changed(None, new, timestamp=T0 + timedelta(days=1, microseconds=n), event_id=f"{tag}_{n}"))
     return events
 
@@ -241,9 +243,7 @@ def main() -> None:
     print(f"FlagCache per store, one process; document: {FEATURES:,} features, 10,000 overrides")
     print(f"{'store':<18} {'reads/s':>11} {'applies/s':>11} {'load s':>8} {'reload s':>9}")
     for label, row in figures.items():
-        print(
-            f"{label:<18} {row['reads']:>11,.0f} {row['applies']:>11,.0f} {row['load']:>8.2f} {row['reload']:>9.2f}"
-        )
+        print(f"{label:<18} {row['reads']:>11,.0f} {row['applies']:>11,.0f} {row['load']:>8.2f} {row['reload']:>9.2f}")
     if "redis" not in figures:
         print("redis: not reachable on 127.0.0.1:6379, not measured")
     cached, uncached = figures["sqlite (cached)"], figures["sqlite (uncached)"]

@@ -47,6 +47,11 @@ _INHERITED: list[sqlite3.Connection] = []
 # again (cheaper per read than comparing os.getpid()).
 _FORKS = [0]
 _MISSING = object()
+_RECORD_AND_TARGET = (
+    "SELECT f.name, f.name_ts, f.name_id, f.tomb_ts, f.tomb_id, f.floor_ts, f.floor_id, t.ts, t.eid, t.state "
+    "FROM features AS f LEFT JOIN targets AS t ON t.env = f.env AND t.feature = f.feature AND t.target = ? "
+    "WHERE f.env = ? AND f.feature = ?"
+)
 
 
 def _forked() -> None:
@@ -113,7 +118,8 @@ class _Record(Record):
         # The same in the entries read.
         if self.default is not None and (self.default[0], self.default[1]) < key:
             self.default = None
-        for table in (self.segments, self.identities):
+        tables: tuple[dict[Any, Any], ...] = (self.segments, self.identities)
+        for table in tables:
             for target in [target for target, entry in table.items() if (entry[0], entry[1]) < key]:
                 del table[target]
         return int(removed)
@@ -292,7 +298,7 @@ class SqliteFlagStore(FlagStore):
                 memo.clear()
             if self._MEMO_SIZE:
                 memo[memo_key] = answer
-            return answer  # type: ignore[no-any-return]
+            return answer
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -322,15 +328,13 @@ class SqliteFlagStore(FlagStore):
             assert seq is not None
             if seq > self._remembered and seq % 64 == 0:  # in batches: the window is 0 to 63 ids longer
                 self._forget(conn, seq - self._remembered)
-            record = self._record(conn, environment, feature, name, (ts, event_id))
-            if not whole:
-                row = conn.execute(
-                    "SELECT ts, eid, state FROM targets WHERE env = ? AND feature = ? AND target = ?",
-                    (environment, feature, target),
-                ).fetchone()
-                if row is not None:
-                    record.put(target, row)
-                before = row
+            # The feature's record and the one target the event touches, in one query.
+            row = conn.execute(_RECORD_AND_TARGET, (target, environment, feature)).fetchone()
+            record = self._record_of(conn, environment, feature, name, (ts, event_id), row and row[:7])
+            before = None
+            if not whole and row is not None and row[7] is not None:
+                before = (row[7], row[8], row[9])
+                record.put(target, before)
             outcome = settle(record, ts, event_id, identifier, where, data)
             _save_meta(conn, environment, feature, record)
             if not whole:
@@ -352,9 +356,9 @@ class SqliteFlagStore(FlagStore):
 
         return self._write(work)
 
-    @staticmethod
+    @classmethod
     def _record(
-        conn: sqlite3.Connection, environment: int, feature: int, name: str, key: tuple[str, str] | None
+        cls, conn: sqlite3.Connection, environment: int, feature: int, name: str, key: tuple[str, str] | None
     ) -> _Record:
         """The feature's record (its meta row; created when new), its name following its newest event (``key``
         None: a held feature, its name untouched)."""
@@ -363,9 +367,21 @@ class SqliteFlagStore(FlagStore):
             "WHERE env = ? AND feature = ?",
             (environment, feature),
         ).fetchone()
-        if key is None:
-            pass
-        elif row is None:
+        return cls._record_of(conn, environment, feature, name, key, row)
+
+    @staticmethod
+    def _record_of(
+        conn: sqlite3.Connection,
+        environment: int,
+        feature: int,
+        name: str,
+        key: tuple[str, str] | None,
+        row: tuple[Any, ...] | None,
+    ) -> _Record:
+        """The record of a meta ``row`` read (None: a new feature, created here; ``key`` None: the feature is
+        held)."""
+        if row is None:
+            assert key is not None
             row = (name, key[0], key[1], None, None, None, None)
             conn.execute(
                 "INSERT INTO features VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
@@ -376,7 +392,7 @@ class SqliteFlagStore(FlagStore):
             if loaded is not None and feature not in json.loads(loaded[1]):
                 settle(record, loaded[0], "", None, None, None)  # not in the newest load: deleted as of it
             return record
-        elif key > (row[1], row[2]):
+        if key is not None and key > (row[1], row[2]):
             row = (name, key[0], key[1], *row[3:])
             conn.execute(
                 "UPDATE features SET name = ?, name_ts = ?, name_id = ? WHERE env = ? AND feature = ?",
