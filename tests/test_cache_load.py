@@ -266,3 +266,68 @@ def test_features_are_found_by_the_documents_names() -> None:
     assert cache.value(10, "banner") == "doc" and cache.get(10, "old_banner") is None
     assert isinstance(cache.get(10, "banner"), FeatureState)
     assert cache.get(Environment(10), Feature(id=2, name="x", project=Project(7), created_date=T0)) is not None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_newest_document_decides_which_features_exist(kind: str) -> None:
+    """An older document loaded after a newer one does not bring back a feature the newer one lacks, nor does a
+    late event older than the newer document; a newer event does."""
+    newer = small_document(states=[doc_state(1, "banner", True, "newer", seed=1)], segments=[], identity_overrides=[])
+    older = small_document(updated_at="2024-06-01T11:00:00Z")  # banner and search
+    with caches(kind) as make:
+        cache = make()
+        cache.load_environment_document(newer)
+        cache.load_environment_document(older)
+        assert cache.value(10, "banner") == "newer" and cache.get(10, "search") is None
+        assert not cache.apply(hook(2, "search", "late", AS_OF - timedelta(minutes=1), "e1"))
+        assert not cache.apply(hook(4, "brand_new", "late", AS_OF - timedelta(minutes=1), "e2"))
+        assert cache.get(10, "search") is None and cache.get(10, "brand_new") is None
+        assert cache.apply(hook(4, "brand_new", "fresh", AS_OF + timedelta(minutes=1), "e3"))
+        assert cache.value(10, "brand_new") == "fresh" and cache.segment_overrides(10, "nothing") == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_document_renames_a_feature_that_shared_its_name(kind: str) -> None:
+    """Two features carrying one name (a rename not yet seen): a document naming one of them differently leaves the
+    old name to the other."""
+    with caches(kind) as make:
+        cache = make()
+        cache.apply(hook(1, "search", "one", AS_OF - timedelta(hours=2), "e1"))
+        cache.apply(hook(2, "search", "two", AS_OF - timedelta(hours=1), "e2"))
+        cache.load_environment_document(
+            small_document(
+                states=[doc_state(1, "banner", True, "doc", seed=1), doc_state(2, "search", False, "s", seed=2)]
+            )
+        )
+        assert cache.value(10, "banner") == "doc" and cache.value(10, "search") == "s"
+        cache.load_environment_document(
+            small_document(
+                states=[doc_state(1, "finder", True, "f", seed=1), doc_state(2, "search", False, "s", seed=2)],
+                updated_at="2024-06-01T13:00:00Z",
+            )
+        )
+        assert cache.value(10, "finder") == "f" and cache.value(10, "search") == "s" and cache.get(10, "banner") is None
+
+
+@pytest.mark.redis
+def test_loads_racing_applies_on_redis_converge() -> None:
+    """A document loaded into Redis while another thread applies web hooks for the same features (its optimistic
+    transactions retried when they race) ends where memory ends."""
+    import threading
+
+    events = [
+        hook(1 + n % 2, ["banner", "search"][n % 2], n, AS_OF + timedelta(seconds=n - 100), f"e{n}") for n in range(200)
+    ]
+    with caches("redis") as make:
+        cache = make()
+        applier = threading.Thread(target=lambda: [cache.apply(event) for event in events])
+        applier.start()
+        for minutes in range(0, 40, 2):
+            cache.load_environment_document(small_document(), as_of=AS_OF - timedelta(minutes=minutes))
+        applier.join()
+        expected = FlagCache()
+        for event in events:
+            expected.apply(event)
+        for minutes in range(0, 40, 2):
+            expected.load_environment_document(small_document(), as_of=AS_OF - timedelta(minutes=minutes))
+        assert cache.states() == expected.states()

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from flaghooks import ConfigError, StoreError
+import strategies
+from flaghooks import ConfigError, Identity, StoreError
 from flaghooks.cache import FlagCache, MemoryFlagStore, RedisFlagStore, SqliteFlagStore
 from flaghooks.receiver import FlagCache as ReceiverFlagCache
 from services import redis_prefix
@@ -208,6 +211,108 @@ class TestSqliteFile:
         finally:
             cache.close()
 
+    def test_a_database_of_another_application(self, db: Path) -> None:
+        """A SQLite file whose tables clash with the cache's is refused (nothing of the schema is left behind)."""
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE features (id INTEGER)")
+            conn.commit()
+        with pytest.raises(StoreError, match=r"flag cache .*flags\.db: table features already exists"):
+            SqliteFlagStore(db)
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+            assert [name for (name,) in conn.execute("SELECT name FROM sqlite_master")] == ["features"]
+
+    def test_many_processes_creating_one_file_at_once(self, db: Path) -> None:
+        """Stores opened at once on a new file (workers starting together): one creates the tables, the others
+        use them."""
+        barrier = threading.Barrier(6)
+        opened: list[Any] = []
+
+        def open_store() -> None:
+            barrier.wait()
+            try:
+                opened.append(SqliteFlagStore(db, timeout=30))
+            except StoreError as exc:  # reported below
+                opened.append(exc)
+
+        threads = [threading.Thread(target=open_store) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        try:
+            assert all(isinstance(store, SqliteFlagStore) for store in opened), opened
+            cache = FlagCache(opened[0])
+            assert cache.apply(updated(state(value="x"), 1, "e1"))
+            assert FlagCache(opened[-1]).value(10, "banner") == "x"
+        finally:
+            for store in opened:
+                if isinstance(store, SqliteFlagStore):
+                    store.close()
+
+    def test_a_sqlite_error_halfway_is_a_store_error_and_applies_nothing(
+        self, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """SQLite failing in the middle of an apply (a disk error, say) is a StoreError naming the file, and the
+        transaction is rolled back: the event id is not remembered, the same event applies afterwards."""
+        import flaghooks.cache._sqlite as module
+
+        cache = FlagCache(SqliteFlagStore(db))
+        try:
+
+            def failing(*args: Any) -> None:
+                raise sqlite3.OperationalError("disk I/O error")
+
+            monkeypatch.setattr(module, "_save_target", failing)
+            event = updated(state(value="x"), 1, "e1")
+            with pytest.raises(StoreError, match=r"^flag cache .*flags\.db: disk I/O error$"):
+                cache.apply(event)
+            monkeypatch.undo()
+            assert len(cache) == 0
+            assert cache.apply(event) and cache.value(10, "banner") == "x"
+        finally:
+            cache.close()
+
+    def test_a_read_that_fails_is_a_store_error(self, db: Path) -> None:
+        """A file whose tables are gone (dropped by hand) answers reads with a StoreError naming it."""
+        cache = FlagCache(SqliteFlagStore(db))
+        try:
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                conn.execute("DROP TABLE targets")
+                conn.commit()
+            with pytest.raises(StoreError, match=r"flag cache .*flags\.db: no such table: targets"):
+                cache.get(10, 1)
+        finally:
+            cache.close()
+
+    def test_recent_ids_and_handled_claims_are_bounded(self, db: Path) -> None:
+        """Past the window the oldest ids are forgotten (in batches), and a deleted identity override's tombstone
+        folds into the floor: a late copy of its creation stays ignored, a newer one applies. The oldest handled
+        claims are forgotten too."""
+        from test_cache import deleted
+
+        cache = FlagCache(SqliteFlagStore(db, remembered=64))
+        try:
+            creation = updated(state(value="gold", identity=ALICE), 1, "c_alice")
+            cache.apply(creation)
+            cache.apply(deleted(state(value="gold", identity=ALICE), 2, "d_alice"))
+            cache.apply(deleted(state(value="x", identity=Identity(901, "bob")), 2, "d_bob"))
+            cache.apply(updated(state(value="again", identity=Identity(901, "bob")), 2.5, "c_bob"))
+            for n in range(200):
+                cache.apply(updated(state(feature=2, value=n), 3 + n, f"other{n}"))
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                assert conn.execute("SELECT count(*) FROM recent").fetchone()[0] < 128
+            assert not cache.apply(creation)
+            assert cache.get(10, "banner", identity="alice") is None
+            assert cache.value(10, "banner", identity="bob") == "again"
+            assert cache.apply(updated(state(value="newer", identity=ALICE), 2.5, "c_alice_2"))
+            for n in range(70):
+                assert cache.claim(f"h{n}") is True
+                cache.release(f"h{n}", handled=True)
+            assert cache.claim("h0") is True and cache.claim("h69") is False
+        finally:
+            cache.close()
+
 
 class TestSqliteSharing:
     def test_a_write_by_another_connection_is_read_at_once(self, db: Path) -> None:
@@ -226,11 +331,12 @@ class TestSqliteSharing:
             first.close()
             second.close()
 
-    def test_the_copy_is_bounded(self, db: Path) -> None:
-        """Past its size the per-process copy starts again, and still answers right."""
+    @pytest.mark.parametrize("size", [4, 0])
+    def test_the_copy_is_bounded(self, db: Path, size: int) -> None:
+        """Past its size the per-process copy starts again (size 0: no copy), and still answers right."""
 
         class Small(SqliteFlagStore):
-            _MEMO_SIZE = 4
+            _MEMO_SIZE = size
 
         cache = FlagCache(Small(db))
         try:
@@ -303,6 +409,19 @@ class TestRedis:
             RedisFlagStore(6379)
         with pytest.raises(ConfigError, match="not a Redis URL"):
             RedisFlagStore("http://127.0.0.1:6379")
+
+    def test_a_unix_socket_client_is_named_by_its_path(self) -> None:
+        """A client on a Unix socket is named by its path (in repr and errors)."""
+        import redis
+
+        client = redis.Redis(unix_socket_path="/nonexistent/redis.sock")
+        store = RedisFlagStore(client, prefix="x:")
+        try:
+            assert repr(store) == "RedisFlagStore(redis unix:/nonexistent/redis.sock, prefix='x:')"
+            with pytest.raises(StoreError, match=r"^flag cache redis unix:/nonexistent/redis\.sock: "):
+                store.count()
+        finally:
+            client.close()
 
     def test_a_script_cache_flushed_is_loaded_again(self, prefix: str) -> None:
         """After SCRIPT FLUSH (what a Redis restart does to scripts), the next apply and release load their
@@ -412,3 +531,18 @@ def test_timestamps_compare_as_fixed_width_text() -> None:
     assert len({len(text) for text in texts}) == 1
     assert sorted(texts) == [time_text(when) for when in sorted(times)]
     assert time_text(None) < min(texts)
+
+
+@settings(max_examples=300)
+@given(strategies.states, st.booleans())
+def test_the_shared_stores_keep_states_whole(state_: Any, classic_segment: bool) -> None:
+    """What the SQLite and Redis stores keep of a state (every field, ids, uuids, extra keys, multivariate values,
+    a feature segment known by its id only) reads back equal, and equal states are equal bytes."""
+    import attrs
+
+    from flaghooks.cache._codec import decode_state, encode_state
+
+    if classic_segment and state_.feature_segment is not None:
+        state_ = attrs.evolve(state_, feature_segment=attrs.evolve(state_.feature_segment, segment=None))
+    data = encode_state(state_)
+    assert decode_state(data) == state_ and encode_state(decode_state(data)) == data

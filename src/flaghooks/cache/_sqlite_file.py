@@ -98,41 +98,44 @@ class SqliteFile:
         self._read_lock = threading.Lock()
         self._memo = {}
         self._version = -1
-        writer = None
         try:
             writer = self._connect()
-            version = writer.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                writer.execute("PRAGMA journal_mode=WAL")
-                writer.execute("BEGIN IMMEDIATE")
-                try:
-                    if writer.execute("PRAGMA user_version").fetchone()[0] == 0:
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                writer.execute(statement)
-                        writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    writer.execute("COMMIT")
-                except BaseException:
-                    writer.execute("ROLLBACK")
-                    raise
-            elif version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"flag cache {self._path} was written by a newer flaghooks (schema {version}, this one knows "
-                    f"{SCHEMA_VERSION}): upgrade flaghooks or point the cache at another file"
-                )
-            self._reader = self._connect()
-            self._version_cursor = self._reader.cursor()
-        except StoreError:
-            if writer is not None:
+            try:
+                self._prepare(writer)
+                reader = self._connect()
+            except BaseException:
                 writer.close()
-            raise
+                raise
         except (sqlite3.Error, OSError) as exc:
-            if writer is not None:
-                writer.close()
             raise self._fault(exc) from None
+        self._reader = reader
+        self._version_cursor = reader.cursor()
         self._writer = writer
         self._pid = os.getpid()
         self._forks = _FORKS[0]
+
+    def _prepare(self, writer: sqlite3.Connection) -> None:
+        """Create the tables in a new file (in WAL mode), refuse a file of a newer schema."""
+        version = writer.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"flag cache {self._path} was written by a newer flaghooks (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}): upgrade flaghooks or point the cache at another file"
+            )
+        if version:
+            return
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            if writer.execute("PRAGMA user_version").fetchone()[0] == 0:  # else another process made them meanwhile
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        writer.execute(statement)
+                writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            writer.execute("COMMIT")
+        except BaseException:
+            writer.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._write_lock, self._read_lock:
