@@ -17,7 +17,8 @@ import flaghooks
 from cases import ROOT, golden_path
 
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+# Files whose name starts with "_" are helpers the examples import, not examples of their own.
+EXAMPLES = sorted(path for path in (ROOT / "examples").glob("*.py") if not path.name.startswith("_"))
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 GOLDEN_BLOCK = re.compile(r"<!-- golden: (\w+)\.(classic|modern) -->\n```json\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
@@ -56,12 +57,29 @@ EXPECTED = {
         'for ada@example.com:   {"enabled": true, "value": "v2-beta"}',
     ],
     "audit_stream.py": ["3 of 3 audit entries delivered and verified", "system             SEGMENT"],
+    **{
+        f"receive_in_{framework}.py": [
+            "genuine delivery: HTTP 200",
+            "the same event again: HTTP 200 (on_event ran 1 time)",
+            "tampered copy: HTTP 401",
+            "checkout_banner in the cache: (True, 'green')",
+        ]
+        for framework in ("django", "flask", "fastapi", "wsgi_app")
+    },
 }
 
 
 def test_every_example_is_checked() -> None:
     """Each example file has its expectations here."""
     assert sorted(p.name for p in EXAMPLES) == sorted(EXPECTED)
+
+
+def test_example_helpers_are_used() -> None:
+    """Each helper module under examples/ is imported by an example (and so runs with it)."""
+    helpers = [path.stem for path in (ROOT / "examples").glob("_*.py")]
+    sources = "\n".join(path.read_text(encoding="utf-8") for path in EXAMPLES)
+    for helper in helpers:
+        assert f"from {helper} import" in sources, helper
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -63,6 +63,7 @@ def endpoints(port: int) -> list[Endpoint]:
                 signing=Signing.BOTH,
                 headers=auth,
                 timeout=1.0,
+                name=f"both-signed {host}",  # the same URL as the one before: a key of its own
             )
         )
     return made

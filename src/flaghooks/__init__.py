@@ -2,7 +2,7 @@
 
 Typed models of features, feature states and audit-log entries; the change between two states; byte-exact
 Flagsmith-compatible payloads; Flagsmith and Standard Webhooks signatures; delivery to endpoints with retries.
-The receiving end (verification, a local flag cache, a WSGI receiver) is in :mod:`flaghooks.receiver`.
+The receiving end (verification, a local flag cache, WSGI and ASGI receivers) is in :mod:`flaghooks.receiver`.
 """
 
 from __future__ import annotations
