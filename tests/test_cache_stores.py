@@ -546,3 +546,54 @@ def test_the_shared_stores_keep_states_whole(state_: Any, classic_segment: bool)
         state_ = attrs.evolve(state_, feature_segment=attrs.evolve(state_.feature_segment, segment=None))
     data = encode_state(state_)
     assert decode_state(data) == state_ and encode_state(decode_state(data)) == data
+
+
+# --- what a receiver answers when the store fails ----------------------------------------------------------------
+
+
+def _signed(event: Any) -> tuple[bytes, dict[str, str]]:
+    from flaghooks import PayloadFormat, encode, sign_flagsmith
+
+    body = encode(event, PayloadFormat.CLASSIC)
+    return body, {"X-Flagsmith-Signature": sign_flagsmith(body, "receiver-secret")}
+
+
+def test_a_locked_sqlite_file_makes_the_receiver_answer_503(db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A receiver on a SQLite file another process keeps locked answers 503 with Retry-After (the sender retries),
+    runs no on_event, and handles the retry once the lock is gone."""
+    from flaghooks.receiver import WebhookReceiver
+
+    seen: list[str] = []
+    cache = FlagCache(SqliteFlagStore(db, timeout=0.1))
+    receiver = WebhookReceiver(secret="receiver-secret", cache=cache, on_event=lambda event: seen.append(event.id))
+    body, headers = _signed(updated(state(value="x"), 1, "e1"))
+    try:
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as other, caplog.at_level("ERROR"):
+            other.execute("BEGIN IMMEDIATE")
+            answer = receiver.handle("POST", headers, body)
+            other.execute("ROLLBACK")
+        assert answer.status == 503 and dict(answer.headers).get("Retry-After") and seen == []
+        answer = receiver.handle("POST", headers, body)
+        assert answer.status == 200 and len(seen) == 1 and cache.value(10, "banner") == "x"
+    finally:
+        cache.close()
+
+
+@pytest.mark.redis
+def test_an_unreachable_redis_makes_the_receiver_answer_503(caplog: pytest.LogCaptureFixture) -> None:
+    """A receiver on a Redis nobody listens to answers 503 with Retry-After, at once, and runs no on_event."""
+    from flaghooks.receiver import WebhookReceiver
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    seen: list[str] = []
+    cache = FlagCache(RedisFlagStore(f"redis://127.0.0.1:{port}/0"))
+    receiver = WebhookReceiver(secret="receiver-secret", cache=cache, on_event=lambda event: seen.append(event.id))
+    body, headers = _signed(updated(state(value="x"), 1, "e1"))
+    try:
+        with caplog.at_level("ERROR"):
+            answer = receiver.handle("POST", headers, body)
+        assert answer.status == 503 and dict(answer.headers).get("Retry-After") and seen == []
+    finally:
+        cache.close()
