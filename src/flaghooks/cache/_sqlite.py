@@ -21,6 +21,20 @@ from ._store import Entry, FlagStore, Loaded, target_of, target_text
 __all__ = ["SqliteFlagStore"]
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# A feature by name: among those carrying it, the one whose newest event is newest (a tie: the larger id). Not
+# correlated (the environment is bound again), so SQLite runs it once and looks the targets up by key.
+_BY_NAME = (
+    "(SELECT feature FROM features WHERE env = ?1 AND name = ?2 ORDER BY name_ts DESC, name_id DESC, feature DESC "
+    "LIMIT 1)"
+)
+_FIND = (
+    "SELECT target, state FROM targets WHERE env = ?1 AND feature = {feature} AND target IN ('d', ?3) "
+    "AND state IS NOT NULL"
+)
+_SEGMENTS = (
+    "SELECT target, state FROM targets WHERE env = ?1 AND feature = {feature} "
+    "AND (target GLOB 's:*' OR target GLOB 'f:*') AND state IS NOT NULL"
+)
 _RECORD_AND_TARGET = (
     "SELECT f.name, f.name_ts, f.name_id, f.tomb_ts, f.tomb_id, f.floor_ts, f.floor_id, t.ts, t.eid, t.state "
     "FROM features AS f LEFT JOIN targets AS t ON t.env = f.env AND t.feature = f.feature AND t.target = ? "
@@ -309,44 +323,22 @@ class SqliteFlagStore(FlagStore):
 
     # --- reading ------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _feature_id(conn: sqlite3.Connection, environment: int, feature: str | int) -> int | None:
-        if type(feature) is int:
-            return feature
-        row = conn.execute(
-            "SELECT feature FROM features WHERE env = ? AND name = ? "
-            "ORDER BY name_ts DESC, name_id DESC, feature DESC LIMIT 1",
-            (environment, feature),
-        ).fetchone()
-        return None if row is None else int(row[0])
-
     def find(self, environment: int, feature: str | int, identifier: str | None) -> FeatureState | None:
+        chosen = "i:" + identifier if identifier is not None else "d"
+
         def work(conn: sqlite3.Connection) -> FeatureState | None:
-            found = self._feature_id(conn, environment, feature)
-            if found is None:
-                return None
-            rows = dict(
-                conn.execute(
-                    "SELECT target, state FROM targets WHERE env = ? AND feature = ? AND target IN ('d', ?) "
-                    "AND state IS NOT NULL",
-                    (environment, found, "d" if identifier is None else "i:" + identifier),
-                ).fetchall()
-            )
-            data = rows.get("d") if identifier is None else rows.get("i:" + identifier, rows.get("d"))
+            # One statement, so one snapshot of the file: the feature found by its name and its states.
+            statement = _FIND.format(feature=_BY_NAME if type(feature) is str else "?2")
+            rows = dict(conn.execute(statement, (environment, feature, chosen)).fetchall())
+            data = rows.get(chosen, rows.get("d"))
             return None if data is None else decode_state(data)
 
         return self._file.read((environment, feature, identifier), work)
 
     def segments(self, environment: int, feature: str | int) -> list[tuple[Hashable, FeatureState]]:
         def work(conn: sqlite3.Connection) -> list[tuple[Hashable, FeatureState]]:
-            found = self._feature_id(conn, environment, feature)
-            if found is None:
-                return []
-            rows = conn.execute(
-                "SELECT target, state FROM targets WHERE env = ? AND feature = ? AND (target GLOB 's:*' OR "
-                "target GLOB 'f:*') AND state IS NOT NULL",
-                (environment, found),
-            ).fetchall()
+            statement = _SEGMENTS.format(feature=_BY_NAME if type(feature) is str else "?2")
+            rows = conn.execute(statement, (environment, feature)).fetchall()
             return [(target_of(target)[1], decode_state(data)) for target, data in rows]
 
         return list(self._file.read(("segments", environment, feature), work))

@@ -26,7 +26,7 @@ CREATE TABLE features (
     tomb_ts TEXT, tomb_id TEXT, floor_ts TEXT, floor_id TEXT,
     PRIMARY KEY (env, feature)
 ) WITHOUT ROWID;
-CREATE INDEX features_by_name ON features (env, name);
+CREATE INDEX features_by_name ON features (env, name, name_ts DESC, name_id DESC, feature DESC);
 CREATE TABLE targets (
     env INTEGER NOT NULL, feature INTEGER NOT NULL, target TEXT NOT NULL, ts TEXT NOT NULL, eid TEXT NOT NULL,
     state BLOB, PRIMARY KEY (env, feature, target)
