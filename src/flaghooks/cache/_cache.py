@@ -42,6 +42,11 @@ class FlagCache:
       is, the one whose newest event is newest;
     - audit events, and events of types flaghooks does not know, change nothing.
 
+    ``store`` is where the state is kept: a :class:`~flaghooks.cache.MemoryFlagStore` of its own by default (one
+    process), a :class:`~flaghooks.cache.SqliteFlagStore` for every process of a host, a
+    :class:`~flaghooks.cache.RedisFlagStore` for many hosts; every store follows these rules alike (see
+    docs/caching.md). A shared store raises :class:`~flaghooks.exceptions.StoreError` when it cannot be used.
+
     Lookups take an environment id or an :class:`Environment`, a feature name, id or :class:`Feature`, and an
     identity's identifier or an :class:`Identity`; anything else is a ``TypeError`` naming the argument.
     Applying an event costs the same whatever the cache holds (a deletion of an environment default also looks

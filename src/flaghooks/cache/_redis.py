@@ -43,7 +43,8 @@ class RedisFlagStore(FlagStore):
     (``lease`` seconds), so an event is handled once across every host; a handled id is remembered for
     ``handled_for`` seconds. Recent event ids are remembered per feature (the last ``remembered`` events of each).
 
-    Every Redis fault is raised as :class:`StoreError` (one line, host and port, never a password).
+    Every Redis fault is raised as :class:`StoreError` (one line, host and port, never a password). ``len(cache)``
+    and ``cache.states()`` walk the prefix's keys (``SCAN``): for diagnostics, not for a request's path.
     """
 
     def __init__(
