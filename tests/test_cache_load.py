@@ -228,7 +228,7 @@ def test_loads_and_web_hooks_converge_in_any_order(kind: str) -> None:
     deletions, duplicates) in any order give what timestamp order gives in memory, on every store."""
     with caches(kind) as make:
 
-        @settings(max_examples={"memory": 300, "sqlite": 80}.get(kind, 30), deadline=None)
+        @settings(max_examples={"memory": 150, "sqlite": 60}.get(kind, 30), deadline=None)
         @given(histories(), st.data())
         def check(events: list[WebhookEvent], data: st.DataObject) -> None:
             steps: list[Any] = [*events, *_loads(data.draw)]

@@ -414,7 +414,10 @@ class TestRedis:
         """A client on a Unix socket is named by its path (in repr and errors)."""
         import redis
 
-        client = redis.Redis(unix_socket_path="/nonexistent/redis.sock")
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))
         store = RedisFlagStore(client, prefix="x:")
         try:
             assert repr(store) == "RedisFlagStore(redis unix:/nonexistent/redis.sock, prefix='x:')"
