@@ -6,7 +6,6 @@ from collections.abc import Hashable, Mapping
 from datetime import datetime
 from typing import Any
 
-from .._changes import Scope
 from .._document import parse_environment_document
 from .._events import FlagChange, WebhookEvent
 from .._models import Environment, Feature, FeatureState, FlagValue, Identity
@@ -15,9 +14,6 @@ from ._memory import MemoryFlagStore
 from ._store import FlagStore
 
 __all__ = ["FlagCache"]
-
-_SCOPES = tuple(Scope)
-
 
 class FlagCache:
     """A thread-safe local mirror of flag state, fed with :class:`WebhookEvent` s.
