@@ -15,6 +15,7 @@ from ._store import FlagStore
 
 __all__ = ["FlagCache"]
 
+
 class FlagCache:
     """A thread-safe local mirror of flag state, fed with :class:`WebhookEvent` s.
 
