@@ -413,7 +413,6 @@ class TestRedis:
     def test_a_unix_socket_client_is_named_by_its_path(self) -> None:
         """A client on a Unix socket is named by its path (in repr and errors)."""
         import redis
-
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
