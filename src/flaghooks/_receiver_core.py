@@ -17,7 +17,6 @@ from typing import Any
 
 import attrs
 
-from ._cache import FlagCache
 from ._decode import decode
 from ._events import EventType, WebhookEvent
 from ._models import clip
@@ -31,6 +30,7 @@ from ._signing import (
     verify_flagsmith_key,
     verify_standard_found,
 )
+from .cache import FlagCache
 from .exceptions import ConfigError, PayloadError, SignatureError, StoreError
 
 logger = logging.getLogger("flaghooks.receiver")

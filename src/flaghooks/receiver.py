@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._asgi import AsgiWebhookReceiver
-from ._cache import FlagCache
 from ._decode import decode
 from ._events import WebhookEvent
 from ._receiver_core import CONTENT_TYPE, REASONS, Answer, Receiver, WebhookResponse, Where, configure, encode_answer
 from ._signing import FLAGSMITH_HEADER, Headers, check_headers, collect_headers
+from .cache import FlagCache
 from .exceptions import PayloadError, SignatureError
 
 __all__ = ["AsgiWebhookReceiver", "FlagCache", "WebhookReceiver", "WebhookResponse", "verify_and_decode"]
