@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import __version__
+from ._cli_cache import CacheUsageError, add_cache_options, describe_cache, open_cache, seed_cache, server_key
 from ._cli_common import describe_target, out, serve, url_host
 from ._cli_demo import run_demo
 from ._cli_demo_background import run_background_demo
@@ -25,7 +26,7 @@ from ._events import EventType, FlagChange, WebhookEvent
 from ._models import AuditLogEntry
 from ._signing import sign_flagsmith, sign_standard, standard_key, verify_flagsmith, verify_standard
 from ._wire import PayloadFormat
-from .exceptions import ConfigError, SignatureError
+from .exceptions import ConfigError, FlaghooksError, SignatureError
 from .receiver import WebhookReceiver
 from .transports import HttpTransport
 
@@ -210,9 +211,18 @@ def _listen(args: argparse.Namespace) -> int:
             line += f": {data.log}"
         out(sys.stdout, f"{line} [{event.id}]")
 
+    scrub = _Scrubber(*_url_credentials(args.cache or ""))
+    try:
+        key = server_key(args)
+        cache = open_cache(args)
+    except CacheUsageError as exc:
+        raise _UsageError(scrub(str(exc))) from None
+    except FlaghooksError as exc:  # a store that cannot be opened
+        out(sys.stderr, scrub(f"flaghooks listen: error: {exc}"))
+        return 1
     # Every ConfigError the receiver could raise was checked above, in the command's terms.
     receiver = WebhookReceiver(
-        secret=secret, standard_secrets=standard, allow_unsigned=args.allow_unsigned, on_event=show
+        secret=secret, standard_secrets=standard, allow_unsigned=args.allow_unsigned, on_event=show, cache=cache
     )
     rejections = logging.getLogger("flaghooks.receiver")
     rejections.addHandler(_PrintRejections(logging.WARNING))
@@ -221,7 +231,18 @@ def _listen(args: argparse.Namespace) -> int:
         server = serve(receiver, args.host, args.port)
     except OSError as exc:
         out(sys.stderr, f"flaghooks listen: error: cannot listen on {args.host} port {args.port}: {exc.strerror}")
+        receiver.cache.close()
         return 2
+    if key is not None:
+        # Bound first, seeded second: deliveries arriving meanwhile wait in the listen queue, and the ordering
+        # rules (the document counts as of its updated_at) make the order of the two irrelevant.
+        try:
+            out(sys.stdout, seed_cache(args.seed_from, key, receiver.cache))
+        except FlaghooksError as exc:
+            out(sys.stderr, scrub(f"flaghooks listen: error: cannot seed the cache: {exc}"))
+            server.server_close()
+            receiver.cache.close()
+            return 1
 
     stopping = threading.Event()
 
@@ -245,15 +266,17 @@ def _listen(args: argparse.Namespace) -> int:
     checks = " and ".join(
         name for name, given in (("X-Flagsmith-Signature", secret), ("Standard Webhooks", standard)) if given
     )
+    kept = f"; cache: {describe_cache(args.cache)}" if cache is not None else ""
     out(
         sys.stdout,
-        f"listening on http://{url_host(args.host)}:{server.server_port}/ (verifying {checks or 'nothing'}); "
+        f"listening on http://{url_host(args.host)}:{server.server_port}/ (verifying {checks or 'nothing'}{kept}); "
         "Ctrl-C stops",
     )
     try:
         server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
+        receiver.cache.close()
     return 0
 
 
@@ -432,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         "require Standard Webhooks signatures with this whsec_ secret",
     )
     listen.add_argument("--allow-unsigned", action="store_true", help="accept unsigned requests (testing only)")
+    add_cache_options(listen)
     listen.set_defaults(run=_listen)
 
     sign = commands.add_parser(
