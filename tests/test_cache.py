@@ -25,8 +25,9 @@ from flaghooks import (
     audit_log_created,
     flag_changed,
 )
-from flaghooks._cache import RecentIds
+from flaghooks.cache._memory import RecentIds
 from flaghooks.receiver import FlagCache
+from stores import KINDS, caches
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 PROJECT = Project(1, "Shop", organisation=1)
@@ -250,26 +251,43 @@ def in_order(events: list[WebhookEvent]) -> FlagCache:
     return cache
 
 
-@settings(max_examples=300)
-@given(histories(), st.data())
-def test_any_order_with_duplicates_converges(events: list[WebhookEvent], data: st.DataObject) -> None:
-    """Every permutation of a history, with duplicates, gives the same cache as in-order application."""
-    expected = in_order(events).states()
-    shuffled = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=10))))
-    cache = FlagCache()
-    for event in shuffled:
-        cache.apply(event)
-    assert cache.states() == expected
+@pytest.mark.parametrize("kind", KINDS)
+def test_any_order_with_duplicates_converges(kind: str) -> None:
+    """Every permutation of a history, with duplicates, gives the same cache as in-order application, on every
+    store (memory, SQLite, Redis)."""
+    with caches(kind) as make:
+
+        @settings(max_examples={"memory": 300, "sqlite": 100}.get(kind, 40), deadline=None)
+        @given(histories(), st.data())
+        def check(events: list[WebhookEvent], data: st.DataObject) -> None:
+            expected = in_order(events).states()
+            shuffled = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=10))))
+            cache = make()
+            for event in shuffled:
+                cache.apply(event)
+            assert cache.states() == expected
+            assert len(cache) == len(expected)
+
+        check()
 
 
-@settings(max_examples=300)
-@given(histories(), st.randoms(use_true_random=False))
-def test_deleted_flags_never_come_back(events: list[WebhookEvent], rnd: Any) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_deleted_flags_never_come_back(kind: str) -> None:
     """A feature whose newest event in an environment deleted its default has nothing left there, whatever the
-    order; and nothing older than a deletion of the default is ever visible."""
+    order; and nothing older than a deletion of the default is ever visible; on every store."""
+    with caches(kind) as make:
+
+        @settings(max_examples={"memory": 300, "sqlite": 100}.get(kind, 40), deadline=None)
+        @given(histories(), st.randoms(use_true_random=False))
+        def check(events: list[WebhookEvent], rnd: Any) -> None:
+            _check_deleted_stay_deleted(make(), events, rnd)
+
+        check()
+
+
+def _check_deleted_stay_deleted(cache: FlagCache, events: list[WebhookEvent], rnd: Any) -> None:
     shuffled = list(events)
     rnd.shuffle(shuffled)
-    cache = FlagCache()
     for event in shuffled:
         cache.apply(event)
     newest: dict[tuple[int, int], WebhookEvent] = {}

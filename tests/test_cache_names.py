@@ -25,6 +25,7 @@ from flaghooks import (
     flag_changed,
 )
 from flaghooks.receiver import FlagCache
+from stores import KINDS, caches
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 PROJECT = Project(1, "Shop", organisation=1)
@@ -94,15 +95,19 @@ OVERRIDE_RENAMED = [
 
 
 class TestEveryArrivalOrder:
+    @pytest.mark.parametrize("kind", KINDS)
     @pytest.mark.parametrize("history", [RE_CREATED, RENAMED], ids=["re-created", "renamed"])
-    def test_flag_by_name(self, history: list[WebhookEvent]) -> None:
+    def test_flag_by_name(self, history: list[WebhookEvent], kind: str) -> None:
         """A flag deleted and re-created under its name, or renamed and its name reused: in each of the 12
-        arrival orders, the name finds the newest feature that carries it."""
+        arrival orders, on every store, the name finds the newest feature that carries it."""
         assert in_order(history).value(10, "checkout") == "new"
-        for order in itertools.permutations(history):
-            cache = fed(order)
-            assert cache.value(10, "checkout") == "new", [e.id for e in order]
-            assert cache.states() == in_order(history).states()
+        with caches(kind) as make:
+            for order in itertools.permutations(history):
+                cache = make()
+                for event in order:
+                    cache.apply(event)
+                assert cache.value(10, "checkout") == "new", [e.id for e in order]
+                assert cache.states() == in_order(history).states()
 
     def test_renamed_flag_by_old_and_new_name(self) -> None:
         """After a rename, in every order the new name finds the feature and the old one finds the feature
@@ -116,14 +121,18 @@ class TestEveryArrivalOrder:
         [(OVERRIDE_RE_CREATED, "new alice"), (OVERRIDE_RENAMED, "new")],
         ids=["re-created", "renamed"],
     )
-    def test_identity_override_by_name(self, history: list[WebhookEvent], answer: str) -> None:
-        """An identity's view of a name converges in each of the 48 arrival orders: the override of a feature
-        that no longer carries the name is never answered, nor is a default hidden behind it."""
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_identity_override_by_name(self, history: list[WebhookEvent], answer: str, kind: str) -> None:
+        """An identity's view of a name converges in each of the 48 arrival orders, on every store: the override
+        of a feature that no longer carries the name is never answered, nor is a default hidden behind it."""
         assert in_order(history).value(10, "checkout", identity="alice") == answer
-        for order in itertools.permutations(history):
-            cache = fed(order)
-            assert cache.value(10, "checkout", identity="alice") == answer, [e.id for e in order]
-            assert cache.value(10, "checkout", identity="bob") == in_order(history).value(10, "checkout")
+        with caches(kind) as make:
+            for order in itertools.permutations(history):
+                cache = make()
+                for event in order:
+                    cache.apply(event)
+                assert cache.value(10, "checkout", identity="alice") == answer, [e.id for e in order]
+                assert cache.value(10, "checkout", identity="bob") == in_order(history).value(10, "checkout")
 
     def test_renamed_feature_keeps_its_overrides(self) -> None:
         """An override made before a rename answers under the new name: the name belongs to the feature, not
@@ -174,16 +183,24 @@ def answers(cache: FlagCache) -> dict[tuple[Any, ...], Any]:
     return found
 
 
-@settings(max_examples=400)
-@given(histories(), st.data())
-def test_every_lookup_converges(events: list[WebhookEvent], data: st.DataObject) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_lookup_converges(kind: str) -> None:
     """Any arrival order of a history with renames, re-used names and overrides, with duplicates, answers every
-    lookup (by name, by id, per identity, segment overrides, len) as timestamp order does."""
-    expected = in_order(events)
-    shuffled = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=8))))
-    cache = fed(shuffled)
-    assert answers(cache) == answers(expected)
-    assert cache.states() == expected.states()
+    lookup (by name, by id, per identity, segment overrides, len) as timestamp order does, on every store."""
+    with caches(kind) as make:
+
+        @settings(max_examples={"memory": 400, "sqlite": 100}.get(kind, 40), deadline=None)
+        @given(histories(), st.data())
+        def check(events: list[WebhookEvent], data: st.DataObject) -> None:
+            expected = in_order(events)
+            shuffled = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=8))))
+            cache = make()
+            for event in shuffled:
+                cache.apply(event)
+            assert answers(cache) == answers(expected)
+            assert cache.states() == expected.states()
+
+        check()
 
 
 @settings(max_examples=200)
@@ -247,7 +264,7 @@ class TestUnknownTimestamps:
 def test_the_undated_time_sorts_before_every_datetime() -> None:
     """The cache's time for an unknown timestamp compares below every datetime (even the smallest), equal
     only to itself, in either operand order and inside the (time, event id) keys the cache compares."""
-    from flaghooks._cache import _UNDATED
+    from flaghooks.cache._rules import _UNDATED
 
     earliest = datetime.min.replace(tzinfo=UTC)
     undated = _UNDATED

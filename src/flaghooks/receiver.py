@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ._cache import FlagCache
+from .cache import FlagCache
 from ._decode import decode
 from ._events import EventType, WebhookEvent
 from ._models import clip
