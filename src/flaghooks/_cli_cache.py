@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import socketserver
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ._cli_common import out
 from ._models import clip
+from .exceptions import FlaghooksError
 
 if TYPE_CHECKING:  # the cache package is imported only when --cache or --seed-from is given
     from .cache import FlagCache
 
-__all__ = ["CacheUsageError", "add_cache_options", "describe_cache", "open_cache", "seed_cache", "server_key"]
+__all__ = ["CacheUsageError", "add_cache_options", "describe_cache", "open_cache", "scrub", "seed_cache"]
 
 
 class CacheUsageError(Exception):
@@ -49,8 +53,17 @@ def add_cache_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_cache(args: argparse.Namespace) -> FlagCache | None:
-    """The cache ``--cache`` names (a memory cache when only ``--seed-from`` is given), None without either."""
+def open_cache(args: argparse.Namespace) -> tuple[FlagCache | None, str | None]:
+    """The cache ``--cache`` names (a memory cache when only ``--seed-from`` is given; None without either) and the
+    server key to seed it with (None without ``--seed-from``).
+
+    Raises :class:`CacheUsageError` for options that cannot work, and the store's errors (which never show the
+    URL's password: :func:`scrub` them anyway before printing)."""
+    key = server_key(args)
+    return _open(args), key
+
+
+def _open(args: argparse.Namespace) -> FlagCache | None:
     if args.seed_from is None and (args.server_key_env is not None or args.server_key_file is not None):
         raise CacheUsageError("--server-key-env/--server-key-file: give --seed-from too (the API to fetch from)")
     if args.redis_prefix != "flaghooks:" and not (args.cache or "").startswith(("redis://", "rediss://", "unix://")):
@@ -99,12 +112,31 @@ def server_key(args: argparse.Namespace) -> str | None:
     return value
 
 
-def seed_cache(api_url: str, key: str, cache: FlagCache) -> str:
-    """Fetch the environment document and load it; returns a line saying what was loaded.
+def seed_cache(args: argparse.Namespace, key: str, cache: FlagCache, server: socketserver.BaseServer) -> bool:
+    """Fetch the environment document and load it, printing what was loaded; False (the server and the cache
+    closed, the reason printed) when it cannot be fetched or loaded."""
+    try:
+        out(sys.stdout, _seed(args.seed_from, key, cache))
+    except FlaghooksError as exc:  # FetchError, PayloadError, StoreError, ConfigError: none quotes the key
+        out(sys.stderr, f"flaghooks listen: error: cannot seed the cache: {scrub(args, exc)}")
+        server.server_close()
+        cache.close()
+        return False
+    return True
 
-    Raises the library's errors (FetchError, PayloadError, StoreError, ConfigError) when the document cannot be
-    fetched or loaded; none of them quotes the key.
-    """
+
+def scrub(args: argparse.Namespace, exc: BaseException) -> str:
+    """An error's message without the password of the ``--cache`` URL."""
+    text = str(exc)
+    authority = (args.cache or "").partition("://")[2].split("/", 1)[0]
+    if "@" in authority:
+        userinfo = authority.rpartition("@")[0]
+        for piece in sorted({userinfo, *userinfo.split(":")} - {""}, key=len, reverse=True):
+            text = text.replace(piece, "***")
+    return text
+
+
+def _seed(api_url: str, key: str, cache: FlagCache) -> str:
     from .sync import fetch_environment_document
 
     started = datetime.now(UTC)
@@ -113,13 +145,25 @@ def seed_cache(api_url: str, key: str, cache: FlagCache) -> str:
     as_of = None if document.get("updated_at") is not None else started
     changed = cache.load_environment_document(document, as_of=as_of)
     name = document.get("name")
-    label = f"environment {document.get('id')}" + (f" ({clip(name)})" if isinstance(name, str) else "")
-    when = as_of.isoformat() if as_of is not None else clip(document.get("updated_at"))
+    label = f"environment {document.get('id')}" + (f" ({_cut(name)})" if isinstance(name, str) else "")
+    when = as_of.isoformat() if as_of is not None else _cut(str(document.get("updated_at")))
     return f"seeded the cache with {label} as of {when}: {changed} targets changed"
 
 
-def describe_cache(url: str | None) -> str:
-    """The cache for the ``listening`` line, without a URL's credentials."""
+def _cut(text: str) -> str:
+    """``text`` for one output line: printable, at most 60 characters."""
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_cache(args: argparse.Namespace) -> str:
+    """The cache for the ``listening`` line (empty without one), without a URL's credentials."""
+    if args.cache is None and args.seed_from is None:
+        return ""
+    return f"; cache: {_describe(args.cache)}"
+
+
+def _describe(url: str | None) -> str:
     if url is None:
         return "in memory"
     if url.startswith("sqlite:///"):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import __version__
-from ._cli_cache import CacheUsageError, add_cache_options, describe_cache, open_cache, seed_cache, server_key
+from ._cli_cache import CacheUsageError, add_cache_options, describe_cache, open_cache, scrub, seed_cache
 from ._cli_common import describe_target, out, serve, url_host
 from ._cli_demo import run_demo
 from ._cli_demo_background import run_background_demo
@@ -211,14 +211,12 @@ def _listen(args: argparse.Namespace) -> int:
             line += f": {data.log}"
         out(sys.stdout, f"{line} [{event.id}]")
 
-    scrub = _Scrubber(*_url_credentials(args.cache or ""))
     try:
-        key = server_key(args)
-        cache = open_cache(args)
+        cache, key = open_cache(args)
     except CacheUsageError as exc:
-        raise _UsageError(scrub(str(exc))) from None
+        raise _UsageError(str(exc)) from None
     except FlaghooksError as exc:  # a store that cannot be opened
-        out(sys.stderr, scrub(f"flaghooks listen: error: {exc}"))
+        out(sys.stderr, f"flaghooks listen: error: {scrub(args, exc)}")
         return 1
     # Every ConfigError the receiver could raise was checked above, in the command's terms.
     receiver = WebhookReceiver(
@@ -233,16 +231,9 @@ def _listen(args: argparse.Namespace) -> int:
         out(sys.stderr, f"flaghooks listen: error: cannot listen on {args.host} port {args.port}: {exc.strerror}")
         receiver.cache.close()
         return 2
-    if key is not None:
-        # Bound first, seeded second: deliveries arriving meanwhile wait in the listen queue, and the ordering
-        # rules (the document counts as of its updated_at) make the order of the two irrelevant.
-        try:
-            out(sys.stdout, seed_cache(args.seed_from, key, receiver.cache))
-        except FlaghooksError as exc:
-            out(sys.stderr, scrub(f"flaghooks listen: error: cannot seed the cache: {exc}"))
-            server.server_close()
-            receiver.cache.close()
-            return 1
+    # Bound first, seeded second: deliveries arriving meanwhile wait, and the ordering rules make the order irrelevant.
+    if key is not None and not seed_cache(args, key, receiver.cache, server):
+        return 1
 
     stopping = threading.Event()
 
@@ -266,10 +257,10 @@ def _listen(args: argparse.Namespace) -> int:
     checks = " and ".join(
         name for name, given in (("X-Flagsmith-Signature", secret), ("Standard Webhooks", standard)) if given
     )
-    kept = f"; cache: {describe_cache(args.cache)}" if cache is not None else ""
     out(
         sys.stdout,
-        f"listening on http://{url_host(args.host)}:{server.server_port}/ (verifying {checks or 'nothing'}{kept}); "
+        f"listening on http://{url_host(args.host)}:{server.server_port}/ (verifying {checks or 'nothing'}"
+        f"{describe_cache(args)}); "
         "Ctrl-C stops",
     )
     try:

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .cache import FlagCache
 from ._decode import decode
 from ._events import EventType, WebhookEvent
 from ._models import clip
@@ -27,6 +26,7 @@ from ._signing import (
     verify_flagsmith_key,
     verify_standard_found,
 )
+from .cache import FlagCache
 from .exceptions import ConfigError, PayloadError, SignatureError
 
 __all__ = ["FlagCache", "WebhookReceiver", "verify_and_decode"]

@@ -26,11 +26,18 @@ from typing import Any
 
 import urllib3
 
+from ._document import EnvironmentDocument, parse_environment_document
 from ._models import clip
 from ._version import VERSION
 from .exceptions import ConfigError, FlaghooksError, PayloadError
 
-__all__ = ["DEFAULT_MAX_BYTES", "FetchError", "fetch_environment_document"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "EnvironmentDocument",
+    "FetchError",
+    "fetch_environment_document",
+    "parse_environment_document",
+]
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """The largest environment document :func:`fetch_environment_document` reads by default: 64 MiB. A document

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from datetime import datetime
+from collections.abc import Hashable
 from typing import Any
 
 from .._changes import Scope
@@ -184,7 +183,10 @@ class FlagCache:
 
     def states(self) -> list[FeatureState]:
         """Every state the cache holds, in a stable order (environment, feature, scope, override)."""
-        items = [((environment, feature, rank, repr(where)), state) for environment, feature, rank, where, state in self._store.entries()]
+        items = [
+            ((environment, feature, rank, repr(where)), state)
+            for environment, feature, rank, where, state in self._store.entries()
+        ]
         items.sort(key=lambda item: item[0])
         return [state for _, state in items]
 

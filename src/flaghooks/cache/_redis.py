@@ -197,7 +197,9 @@ class RedisFlagStore(FlagStore):
                     name_owners = old_owners = None
                     if loaded is not None and (not held or key > record.name_key):
                         name_owners = _owners(pipe.hget(nkey, loaded[0]))
-                        old_owners = _owners(pipe.hget(nkey, record.name)) if held and record.name != loaded[0] else None
+                        old_owners = (
+                            _owners(pipe.hget(nkey, record.name)) if held and record.name != loaded[0] else None
+                        )
                     before = {field: value for field, value in held.items() if field.startswith("t:")}
                     if loaded is None:
                         changed = -settle(record, ts, "", None, None, None)
@@ -288,11 +290,7 @@ class RedisFlagStore(FlagStore):
             if found is None:
                 return []
             held = self._client.hgetall(self._keys(environment, found)[0])
-            return [
-                (target_of(target)[1], state)
-                for target, state in _states(held)
-                if target.startswith(("s:", "f:"))
-            ]
+            return [(target_of(target)[1], state) for target, state in _states(held) if target.startswith(("s:", "f:"))]
 
         return self._call(work)
 

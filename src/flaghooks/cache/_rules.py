@@ -18,8 +18,6 @@ from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any
 
-from .._models import FeatureState
-
 __all__ = ["ADDED", "UNCHANGED", "UPDATED", "UNDATED", "Record", "settle", "time_text"]
 
 
@@ -129,9 +127,7 @@ class Record:
         return before - self.live
 
 
-def settle(
-    record: Record, when: Any, event_id: str, identifier: str | None, where: Hashable | None, new: Any
-) -> int:
+def settle(record: Record, when: Any, event_id: str, identifier: str | None, where: Hashable | None, new: Any) -> int:
     """Apply one event's change to ``record``: the rules of :class:`~flaghooks.cache.FlagCache`, in one place.
 
     ``identifier`` is the identity of an identity override, ``where`` the key of a segment override; neither: the
@@ -208,7 +204,9 @@ def load(record: Record, when: Any, states: dict[Any, Any]) -> int:
     if record.default is not None and None not in states:
         absent.append(None)
     absent.extend(where for where in record.segments if where not in states)
-    absent.extend(("identity", identifier) for identifier in record.identities if ("identity", identifier) not in states)
+    absent.extend(
+        ("identity", identifier) for identifier in record.identities if ("identity", identifier) not in states
+    )
     for target in absent:
         changed += _load_one(record, key, target, None)
     for target, state in states.items():

@@ -312,8 +312,10 @@ class SqliteFlagStore(FlagStore):
             outcome = settle(record, ts, event_id, identifier, where, data)
             _save_meta(conn, environment, feature, record)
             if not whole:
-                after = record.default if target == "d" else (
-                    record.identities.get(identifier) if identifier is not None else record.segments.get(where)
+                after = (
+                    record.default
+                    if target == "d"
+                    else (record.identities.get(identifier) if identifier is not None else record.segments.get(where))
                 )
                 if after is not before:
                     _save_target(conn, environment, feature, target, after)
@@ -527,6 +529,4 @@ def _save_target(conn: sqlite3.Connection, environment: int, feature: int, targe
     if entry is None:
         conn.execute("DELETE FROM targets WHERE env = ? AND feature = ? AND target = ?", (environment, feature, target))
     else:
-        conn.execute(
-            "INSERT OR REPLACE INTO targets VALUES (?, ?, ?, ?, ?, ?)", (environment, feature, target, *entry)
-        )
+        conn.execute("INSERT OR REPLACE INTO targets VALUES (?, ?, ?, ?, ?, ?)", (environment, feature, target, *entry))
