@@ -75,6 +75,15 @@ class TestRequest:
         with document_server() as server:
             assert fetch_environment_document(server.url("/", host="localhost"), KEY)["id"] == 1284
 
+    def test_ipv6_loopback_may_use_http(self) -> None:
+        """http to [::1] is allowed (the request goes out; this listener never answers)."""
+        listener = Listener(socket.AF_INET6)
+        try:
+            with pytest.raises(FetchError, match="no answer within"):
+                fetch_environment_document(f"http://[::1]:{listener.port}/api/v1/", KEY, timeout=0.2)
+        finally:
+            listener.close()
+
 
 class TestRefusedBeforeSending:
     @pytest.mark.parametrize(
