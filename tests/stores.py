@@ -42,9 +42,8 @@ def caches(kind: str) -> Iterator[Callable[[], FlagCache]]:
                 cache.close()
             shutil.rmtree(folder, ignore_errors=True)
         return
-    from services import redis_prefix
-
     from flaghooks.cache import RedisFlagStore
+    from services import redis_prefix
 
     with redis_prefix("flaghooks-stores") as prefix:
         try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from datetime import datetime
 from typing import Any
 
 from .._changes import Scope
+from .._document import parse_environment_document
 from .._events import FlagChange, WebhookEvent
 from .._models import Environment, Feature, FeatureState, FlagValue, Identity
 from ..exceptions import ConfigError
@@ -118,6 +120,43 @@ class FlagCache:
             where,
             new,
         )
+
+    def load_environment_document(self, document: Mapping[str, Any], *, as_of: datetime | None = None) -> int:
+        """Load Flagsmith's environment document (the JSON of ``GET /api/v1/environment-document/``) as the whole
+        truth about its environment as of ``as_of`` (default: the document's ``updated_at``); returns how many
+        targets changed what they show.
+
+        The document carries no per-state times: every state in it counts as if applied by an event at
+        ``(as_of, "")``, so a web hook at or after ``as_of`` wins over it (any real event id sorts after ``""``)
+        and an older one loses. Targets of that environment the cache holds that the document lacks, and are
+        older than that, are removed (identity-override events older than ``as_of`` stay hidden); a feature of
+        that environment absent from the document is deleted as of ``as_of``, so older late events for it stay
+        hidden. Claims and recent event ids are not touched.
+
+        Raises :class:`~flaghooks.exceptions.PayloadError` (with the JSON path) for a document that cannot be
+        read, :class:`~flaghooks.exceptions.ConfigError` when neither ``as_of`` nor ``updated_at`` is known, and
+        :class:`~flaghooks.exceptions.StoreError` when the store cannot be used.
+        """
+        if as_of is not None and (not isinstance(as_of, datetime) or as_of.utcoffset() is None):
+            raise ConfigError(f"as_of must be a timezone-aware datetime, got {as_of!r}")
+        parsed = parse_environment_document(document)
+        when = as_of if as_of is not None else parsed.updated_at
+        if when is None:
+            raise ConfigError("the environment document has no updated_at: pass as_of= (when the document was fetched)")
+        features: dict[int, tuple[str, dict[Hashable, FeatureState]]] = {}
+        for state in parsed.states:
+            feature = state.feature
+            targets = features.setdefault(feature.id, (feature.name, {}))[1]
+            identity, segment = state.identity, state.feature_segment
+            target: Hashable = None
+            if identity is not None:
+                target = ("identity", identity.identifier)
+            elif segment is not None:
+                target = (
+                    ("segment", segment.segment.id) if segment.segment is not None else ("feature_segment", segment.id)
+                )
+            targets[target] = state
+        return self._store.load(parsed.environment.id, features, when)
 
     # --- reading ---------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from datetime import datetime
+from typing import Any
 
 from .._models import FeatureState
 from ._rules import UNCHANGED, UNDATED, UPDATED, Record, load, settle
@@ -63,8 +64,11 @@ class Claims:
             return True
 
     def release(self, event_id: str, handled: bool) -> None:
-        """Give a claim back: remembered as handled, or (the handling failed) free to be claimed again."""
+        """Give a claim back: remembered as handled, or (the handling failed) free to be claimed again. An id
+        that was not claimed is left alone (as the shared stores do)."""
         with self._lock:
+            if event_id not in self._busy:
+                return
             self._busy.discard(event_id)
             if handled:
                 self._done[event_id] = None
@@ -91,6 +95,8 @@ class MemoryFlagStore(FlagStore):
         self._remembered = remembered
         self._live = 0
         self._claims = Claims(remembered)
+        # environment id -> the key of its newest load and the features that load had (see FlagCache's rules).
+        self._loads: dict[int, tuple[tuple[datetime, str], frozenset[int]]] = {}
 
     def __repr__(self) -> str:
         return "MemoryFlagStore()"
@@ -121,8 +127,7 @@ class MemoryFlagStore(FlagStore):
             record = self._records.get(scope)
             key = (time, event_id)
             if record is None:
-                record = self._records[scope] = Record(name, key)
-                self._names.setdefault((environment, name), []).append(feature)
+                record = self._create(environment, feature, name, key)
             elif key > record.name_key:
                 if name != record.name:
                     self._rename(environment, feature, record, name)
@@ -132,7 +137,7 @@ class MemoryFlagStore(FlagStore):
                 dropped = (record.segments, record.identities)  # noqa: F841
             outcome = settle(record, time, event_id, identifier, where, new)
             if new is None and identifier is not None and record.buried is not None:
-                recent[event_id] = (record, identifier, record.buried)  # type: ignore[assignment]
+                recent[event_id] = (record, identifier, record.buried)
                 record.buried = None
             if outcome == UNCHANGED:
                 return False
@@ -144,6 +149,15 @@ class MemoryFlagStore(FlagStore):
                 return old.enabled is not new.enabled or old.value != new.value or (old is not new and old != new)
             self._live += outcome
             return True
+
+    def _create(self, environment: int, feature: int, name: str, key: tuple[Any, str]) -> Record:
+        """A new feature's record; a feature the environment's newest load lacked is deleted as of that load."""
+        record = self._records[(environment, feature)] = Record(name, key)
+        self._names.setdefault((environment, name), []).append(feature)
+        loaded = self._loads.get(environment)
+        if loaded is not None and feature not in loaded[1]:
+            settle(record, loaded[0][0], "", None, None, None)
+        return record
 
     def _rename(self, environment: int, feature: int, record: Record, name: str) -> None:
         owners = self._names[(environment, record.name)]
@@ -161,7 +175,11 @@ class MemoryFlagStore(FlagStore):
                 return None
             if len(owners) == 1:
                 return self._records[(environment, owners[0])]
-            return max((self._records[(environment, owner)] for owner in owners), key=_named_at)
+            # The newest name wins; a tie (features named by one load) goes to the larger id, in every store.
+            records = self._records
+            return records[
+                (environment, max(owners, key=lambda owner: (records[(environment, owner)].name_key, owner)))
+            ]
         return self._records.get((environment, feature))  # type: ignore[arg-type]
 
     def find(self, environment: int, feature: str | int, identifier: str | None) -> FeatureState | None:
@@ -174,7 +192,7 @@ class MemoryFlagStore(FlagStore):
                 if override is not None and override[2] is not None:
                     return override[2]  # type: ignore[no-any-return]
             default = found.default
-            return None if default is None else default[2]  # type: ignore[no-any-return]
+            return None if default is None else default[2]
 
     def segments(self, environment: int, feature: str | int) -> list[tuple[Hashable, FeatureState]]:
         with self._lock:
@@ -209,17 +227,19 @@ class MemoryFlagStore(FlagStore):
     def load(self, environment: int, features: Loaded, when: datetime) -> int:
         changed = 0
         with self._lock:
-            for (held_environment, feature), record in list(self._records.items()):
+            held_load = self._loads.get(environment)
+            if held_load is None or held_load[0] < (when, ""):
+                self._loads[environment] = ((when, ""), frozenset(features))
+            for (held_environment, feature), held in list(self._records.items()):
                 if held_environment == environment and feature not in features:
-                    outcome = settle(record, when, "", None, None, None)
+                    outcome = settle(held, when, "", None, None, None)
                     self._live += outcome
                     changed -= outcome
             for feature, (name, states) in features.items():
                 key = (when, "")
                 record = self._records.get((environment, feature))
                 if record is None:
-                    record = self._records[(environment, feature)] = Record(name, key)
-                    self._names.setdefault((environment, name), []).append(feature)
+                    record = self._create(environment, feature, name, key)
                 elif key > record.name_key:
                     if name != record.name:
                         self._rename(environment, feature, record, name)
@@ -237,7 +257,3 @@ def _forget(record: Record, identifier: str, entry: tuple[object, str, None]) ->
         forgotten = (entry[0], entry[1])
         if record.floor is None or record.floor < forgotten:
             record.floor = forgotten
-
-
-def _named_at(record: Record) -> tuple[object, str]:
-    return record.name_key

@@ -128,7 +128,7 @@ class RedisFlagStore(FlagStore):
 
     def _keys(self, environment: int, feature: int) -> list[str]:
         base = f"{self._prefix}{{e{environment}}}:"
-        return [f"{base}f:{feature}", f"{base}q:{feature}", f"{base}names"]
+        return [f"{base}f:{feature}", f"{base}q:{feature}", f"{base}names", f"{base}load"]
 
     def _features_of(self, environment: int | None) -> Iterator[tuple[int, int, str]]:
         """(environment, feature, key) of every feature hash held (of one environment, or all)."""
@@ -172,6 +172,7 @@ class RedisFlagStore(FlagStore):
 
         def work() -> int:
             changed = 0
+            self._note_load(environment, ts, features)
             for _, feature, _ in list(self._features_of(environment)):
                 if feature not in features:
                     changed += self._load_feature(environment, feature, None, ts, key)
@@ -182,18 +183,42 @@ class RedisFlagStore(FlagStore):
 
         return self._call(work)
 
+    def _note_load(self, environment: int, ts: str, features: Loaded) -> None:
+        """Remember the environment's newest load (its key and features) before loading it, so that a feature
+        created meanwhile by an event is deleted as of it (the apply script reads this)."""
+        redis = _redis()
+        lkey = self._keys(environment, 0)[3]
+        with self._client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(lkey)
+                    held = pipe.hget(lkey, "key")
+                    if held is not None and held.decode() >= ts:
+                        return
+                    pipe.multi()
+                    pipe.delete(lkey)
+                    pipe.hset(lkey, mapping={"key": ts, **{f"f:{feature}": 1 for feature in features}})
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
     def _load_feature(
         self, environment: int, feature: int, loaded: tuple[str, dict[Any, bytes]] | None, ts: str, key: Any
     ) -> int:
         """Load one feature with the rules of _rules (an optimistic transaction: WATCH, read, MULTI, write)."""
         redis = _redis()
-        fkey, _, nkey = self._keys(environment, feature)
+        fkey, _, nkey, lkey = self._keys(environment, feature)
         with self._client.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(fkey, nkey)
+                    pipe.watch(fkey, nkey, lkey)
                     held = {field.decode(): value for field, value in pipe.hgetall(fkey).items()}
                     record = _record_of(held, loaded[0] if loaded else "", key)
+                    if not held:
+                        newest_load, member = pipe.hmget(lkey, ["key", f"f:{feature}"])
+                        if newest_load is not None and member is None:
+                            settle(record, newest_load.decode(), "", None, None, None)
                     name_owners = old_owners = None
                     if loaded is not None and (not held or key > record.name_key):
                         name_owners = _owners(pipe.hget(nkey, loaded[0]))
@@ -265,7 +290,7 @@ class RedisFlagStore(FlagStore):
         owners = _owners(self._client.hget(self._keys(environment, 0)[2], feature))
         if not owners:
             return None
-        return int(max(owners.items(), key=lambda item: item[1])[0])
+        return int(max(owners.items(), key=lambda item: (item[1], int(item[0])))[0])
 
     def find(self, environment: int, feature: str | int, identifier: str | None) -> FeatureState | None:
         def work() -> FeatureState | None:
@@ -325,7 +350,7 @@ def _owners(text: bytes | None) -> dict[str, str]:
     """A names-hash value: feature id -> the key of its newest event."""
     if not text:
         return {}
-    return dict(line.split(" ", 1) for line in text.decode().split("\n") if line)  # type: ignore[misc]
+    return dict(line.split(" ", 1) for line in text.decode().split("\n") if line)
 
 
 def _join(owners: dict[str, str]) -> str:

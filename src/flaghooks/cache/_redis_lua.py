@@ -8,7 +8,8 @@ with Lua's ``<`` on strings, which follows the server's collation locale.
 A feature's hash holds ``name``, ``name_key``, ``tomb``, ``floor``, ``newest`` (keys), ``t:TARGET`` (the target's
 key, a newline, then its encoded state; nothing after the newline for a tombstone) and ``r:EVENT_ID`` for each
 recent event id of the feature (empty, or the target whose tombstone that event left). The feature's recent ids
-list keeps their order; the environment's names hash maps a name to ``FEATURE_ID KEY`` lines.
+list keeps their order; the environment's names hash maps a name to ``FEATURE_ID KEY`` lines; its load hash holds
+the key of its newest environment document (``key``) and the features it had (``f:ID``).
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ local function split(entry)  -- an entry's key and state ('' for a tombstone)
 end
 """
 
-# KEYS: the feature's hash, its recent ids list, the environment's names hash.
+# KEYS: the feature's hash, its recent ids list, the environment's names hash, its newest load's hash.
 # ARGV: event id, key, feature id, name, target, '1' for a deletion else '0', the new state, the window size.
 # Returns 1 when what the cache shows changed, else 0.
 APPLY = (
     _COMMON
     + r"""
-local fkey, qkey, nkey = KEYS[1], KEYS[2], KEYS[3]
+local fkey, qkey, nkey, lkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local eid, key, fid, name, target = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local deleting, new, remembered = ARGV[6] == '1', ARGV[7], tonumber(ARGV[8])
 
@@ -94,6 +95,12 @@ end
 if not name_key then
   set('name', name); set('name_key', key); set('newest', key)
   newest = key
+  local loaded = redis.call('HGET', lkey, 'key')
+  if loaded and redis.call('HEXISTS', lkey, 'f:' .. fid) == 0 then
+    -- A feature the environment's newest load lacked: deleted as of that load.
+    tomb = loaded; set('tomb', loaded)
+    if before(newest, loaded) then newest = loaded; set('newest', loaded) end
+  end
   names[name] = owners(name)
   names[name][fid] = key
 elseif before(name_key, key) then

@@ -194,54 +194,32 @@ def settle(record: Record, when: Any, event_id: str, identifier: str | None, whe
 
 
 def load(record: Record, when: Any, states: dict[Any, Any]) -> int:
-    """Make ``states`` (target -> state, targets as :func:`target_of` names them) the whole truth about ``record``'s
-    feature as of ``(when, "")``: each state is applied as if by an event at that key, every target older than it
-    that ``states`` lacks is removed (a tombstone at the key), and identity-override events older than the key are
-    hidden from now on (the floor). Returns how many targets changed what they show."""
-    key = (when, "")
-    changed = 0
-    absent: list[Any] = []
-    if record.default is not None and None not in states:
-        absent.append(None)
-    absent.extend(where for where in record.segments if where not in states)
-    absent.extend(
-        ("identity", identifier) for identifier in record.identities if ("identity", identifier) not in states
-    )
-    for target in absent:
-        changed += _load_one(record, key, target, None)
+    """Make ``states`` (target -> state: None for the default, a segment key, or ``("identity", identifier)``) the
+    whole truth about ``record``'s feature as of ``(when, "")``, with the rules of :func:`settle` alone: the
+    feature is deleted as of that key (nothing older survives, nor arrives later), then each state is applied as if
+    by an event at that key. A load is therefore a few events, and converges with web hooks in any order. Returns
+    how many targets changed what they show."""
+    before = shown(record)
+    settle(record, when, "", None, None, None)
     for target, state in states.items():
-        changed += _load_one(record, key, target, state)
-    if record.floor is None or record.floor < key:
-        record.floor = key
-    # A tombstone left for an absent identity override is covered by the floor now: drop it.
-    for identifier in [i for i, entry in record.identities.items() if entry[2] is None and (entry[0], entry[1]) <= key]:
-        del record.identities[identifier]
-    return changed
+        if target is None:
+            settle(record, when, "", None, None, state)
+        elif target[0] == "identity":
+            settle(record, when, "", target[1], None, state)
+        else:
+            settle(record, when, "", None, target, state)
+    record.replaced = None
+    after = shown(record)
+    return sum(before.get(target) != after.get(target) for target in before.keys() | after.keys())
 
 
-def _load_one(record: Record, key: tuple[Any, str], target: Any, state: Any) -> int:
-    """One target of a load: settle it to ``state`` at ``key`` unless it holds something newer."""
-    if record.tombstone is not None and key < record.tombstone:
-        return 0
-    if key > record.newest:
-        record.newest = key
-    if target is None:
-        current = record.default
-    elif type(target) is tuple and target[0] == "identity":
-        current = record.identities.get(target[1])
-    else:
-        current = record.segments.get(target)
-    if current is not None and (current[0], current[1]) >= key:
-        return 0
-    entry = (key[0], key[1], state)
-    if target is None:
-        record.default = entry
-    elif type(target) is tuple and target[0] == "identity":
-        record.identities[target[1]] = entry
-    else:
-        record.segments[target] = entry
-    was = current is not None and current[2] is not None
-    record.live += (state is not None) - was
-    if state is None:
-        return int(was)
-    return int(not was or current[2] != state)  # type: ignore[index]
+def shown(record: Record) -> dict[Any, Any]:
+    """What a record shows: target -> state, for the targets that hold one."""
+    found: dict[Any, Any] = {}
+    if record.default is not None and record.default[2] is not None:
+        found[None] = record.default[2]
+    found.update((where, entry[2]) for where, entry in record.segments.items() if entry[2] is not None)
+    found.update(
+        (("identity", identifier), entry[2]) for identifier, entry in record.identities.items() if entry[2] is not None
+    )
+    return found

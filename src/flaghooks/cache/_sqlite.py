@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -35,6 +36,7 @@ CREATE TABLE targets (
 CREATE TABLE recent (
     seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, env INTEGER, feature INTEGER, target TEXT
 );
+CREATE TABLE loads (env INTEGER PRIMARY KEY, ts TEXT NOT NULL, features TEXT NOT NULL);
 CREATE TABLE claims (event_id TEXT PRIMARY KEY, until REAL, done_seq INTEGER) WITHOUT ROWID;
 CREATE INDEX claims_done ON claims (done_seq);
 """
@@ -51,7 +53,7 @@ def target_text(identifier: str | None, where: Hashable | None) -> str:
     if where is None:
         return "d"
     kind, number = where  # type: ignore[misc]
-    return f"{'s' if kind == 'segment' else 'f'}:{number}"
+    return f"{'s' if kind == 'segment' else 'f'}:{number}"  # type: ignore[has-type]
 
 
 def target_of(text: str) -> tuple[int, Hashable]:
@@ -90,16 +92,15 @@ class _Record(Record):
 
     def drop_older(self, key: tuple[Any, str]) -> int:
         conn, (env, feature) = self._conn, self._scope
-        if self.newest <= key:
-            where, args = "env = ? AND feature = ?", (env, feature)
-        else:
-            ts, eid = key
-            where, args = "env = ? AND feature = ? AND (ts < ? OR (ts = ? AND eid < ?))", (env, feature, ts, ts, eid)
-        (removed,) = conn.execute(f"SELECT count(*) FROM targets WHERE {where} AND state IS NOT NULL", args).fetchone()  # noqa: S608
+        args: tuple[Any, ...] = (env, feature)
+        where = "env = ? AND feature = ?"
+        if not self.newest <= key:
+            where += " AND (ts < ? OR (ts = ? AND eid < ?))"
+            args += (key[0], key[0], key[1])
+        counted = conn.execute(f"SELECT count(*) FROM targets WHERE {where} AND state IS NOT NULL", args)  # noqa: S608
+        (removed,) = counted.fetchone()
         conn.execute(f"DELETE FROM targets WHERE {where}", args)  # noqa: S608
-        self.default = None
-        self.segments = {}
-        self.identities = {}
+        super().drop_older(key)  # the same in the entries read
         return int(removed)
 
 
@@ -349,6 +350,11 @@ class SqliteFlagStore(FlagStore):
                 "INSERT INTO features VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?)",
                 (environment, feature, name, key[0], key[1], key[0], key[1]),
             )
+            record = _Record(conn, (environment, feature), row)
+            loaded = conn.execute("SELECT ts, features FROM loads WHERE env = ?", (environment,)).fetchone()
+            if loaded is not None and feature not in json.loads(loaded[1]):
+                settle(record, loaded[0], "", None, None, None)  # not in the newest load: deleted as of it
+            return record
         elif key > (row[1], row[2]):
             row = (name, key[0], key[1], *row[3:])
             conn.execute(
@@ -383,6 +389,11 @@ class SqliteFlagStore(FlagStore):
 
         def work(conn: sqlite3.Connection) -> int:
             changed = 0
+            conn.execute(
+                "INSERT INTO loads VALUES (?, ?, ?) ON CONFLICT (env) DO UPDATE SET ts = excluded.ts, "
+                "features = excluded.features WHERE excluded.ts > loads.ts",
+                (environment, ts, json.dumps(sorted(features))),
+            )
             held = [f for (f,) in conn.execute("SELECT feature FROM features WHERE env = ?", (environment,))]
             for feature in held:
                 if feature not in features:
@@ -395,7 +406,7 @@ class SqliteFlagStore(FlagStore):
                     "SELECT target, ts, eid, state FROM targets WHERE env = ? AND feature = ?", (environment, feature)
                 ).fetchall()
                 for target, *entry in rows:
-                    record.put(target, tuple(entry))  # type: ignore[arg-type]
+                    record.put(target, tuple(entry))
                 before = _entries(record)
                 changed += load(record, ts, {where: encode_state(state) for where, state in states.items()})
                 after = _entries(record)
@@ -445,7 +456,8 @@ class SqliteFlagStore(FlagStore):
         if type(feature) is int:
             return feature
         row = conn.execute(
-            "SELECT feature FROM features WHERE env = ? AND name = ? ORDER BY name_ts DESC, name_id DESC LIMIT 1",
+            "SELECT feature FROM features WHERE env = ? AND name = ? "
+            "ORDER BY name_ts DESC, name_id DESC, feature DESC LIMIT 1",
             (environment, feature),
         ).fetchone()
         return None if row is None else int(row[0])
