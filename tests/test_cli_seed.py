@@ -270,3 +270,11 @@ def test_a_store_error_does_not_show_the_redis_password() -> None:
     args = argparse.Namespace(cache="redis://admin:hunter2secret@cache.internal:6379/0")
     error = Exception("cannot reach redis://admin:hunter2secret@cache.internal:6379/0")
     assert scrub(args, error) == "cannot reach redis://***@cache.internal:6379/0"
+
+
+def test_a_cache_file_that_cannot_be_opened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A SQLite cache in a directory that does not exist: exit 1 with the store's reason, before anything is bound."""
+    path = tmp_path / "missing" / "flags.db"
+    status = main(["listen", "--allow-unsigned", "--port", "0", "--cache", f"sqlite:///{path}"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("flaghooks listen: error: ") and str(path) in err, err
