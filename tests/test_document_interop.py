@@ -7,6 +7,7 @@ the features without multivariate options, where no segment override could apply
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 from collections.abc import Callable, Iterator
@@ -31,8 +32,10 @@ from flaghooks import (
     flag_changed,
 )
 from flaghooks._document import parse_environment_document
-from flaghooks.cache import FlagCache, SqliteFlagStore
+from flaghooks.cache import FlagCache, RedisFlagStore, SqliteFlagStore
+from flaghooks.cache._store import FlagStore
 from flagsmith import Flagsmith
+from services import redis_prefix
 
 Document = dict[str, Any]
 
@@ -55,20 +58,27 @@ def documents() -> dict[str, Document]:
     return {**built_documents(), "sample": load_sample()}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def new_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], FlagCache]]:
-    """Makes caches on the memory store, or on a SQLite file (the shared store gives the same answers)."""
+    """Makes caches on the memory store, a SQLite file or Redis (a key prefix of the test's own): every store
+    gives the SDK's answers."""
     made: list[FlagCache] = []
+    with contextlib.ExitStack() as stack:
+        prefix = stack.enter_context(redis_prefix("flaghooks-interop")) if request.param == "redis" else ""
 
-    def make() -> FlagCache:
-        store = None if request.param == "memory" else SqliteFlagStore(tmp_path / f"cache{len(made)}.db")
-        cache = FlagCache(store)
-        made.append(cache)
-        return cache
+        def make() -> FlagCache:
+            store: FlagStore | None = None
+            if request.param == "sqlite":
+                store = SqliteFlagStore(tmp_path / f"cache{len(made)}.db")
+            elif request.param == "redis":
+                store = RedisFlagStore("redis://127.0.0.1:6379/0", prefix=f"{prefix}{len(made)}:")
+            cache = FlagCache(store)
+            made.append(cache)
+            return cache
 
-    yield make
-    for cache in made:
-        cache.close()
+        yield make
+        for cache in made:
+            cache.close()
 
 
 # --- comparing the SDK with the cache ------------------------------------------------------------------------
