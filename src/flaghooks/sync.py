@@ -26,13 +26,14 @@ from typing import Any
 
 import urllib3
 
-from ._document import EnvironmentDocument, parse_environment_document
+from ._document import UNKNOWN_CREATED_DATE, EnvironmentDocument, parse_environment_document
 from ._models import clip
 from ._version import VERSION
 from .exceptions import ConfigError, FlaghooksError, PayloadError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "UNKNOWN_CREATED_DATE",
     "EnvironmentDocument",
     "FetchError",
     "fetch_environment_document",
