@@ -13,8 +13,7 @@ from ..exceptions import ConfigError, StoreError
 from ._codec import decode_state, encode_state
 from ._redis_lua import APPLY, RELEASE
 from ._rules import Record, load, settle, time_text
-from ._sqlite import target_of, target_text
-from ._store import Entry, FlagStore, Loaded
+from ._store import Entry, FlagStore, Loaded, target_of, target_text
 
 __all__ = ["RedisFlagStore"]
 

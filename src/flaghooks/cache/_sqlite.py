@@ -5,78 +5,42 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .._models import FeatureState
-from ..exceptions import ConfigError, StoreError
+from ..exceptions import ConfigError
 from ._codec import decode_state, encode_state
 from ._rules import UNCHANGED, UPDATED, Record, load, settle, time_text
-from ._store import Entry, FlagStore, Loaded
+from ._sqlite_file import SqliteFile
+from ._store import Entry, FlagStore, Loaded, target_of, target_text
 
 __all__ = ["SqliteFlagStore"]
 
-SCHEMA_VERSION = 1
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_SCHEMA = """
-CREATE TABLE features (
-    env INTEGER NOT NULL, feature INTEGER NOT NULL, name TEXT NOT NULL, name_ts TEXT NOT NULL, name_id TEXT NOT NULL,
-    tomb_ts TEXT, tomb_id TEXT, floor_ts TEXT, floor_id TEXT, newest_ts TEXT NOT NULL, newest_id TEXT NOT NULL,
-    PRIMARY KEY (env, feature)
-) WITHOUT ROWID;
-CREATE INDEX features_by_name ON features (env, name);
-CREATE TABLE targets (
-    env INTEGER NOT NULL, feature INTEGER NOT NULL, target TEXT NOT NULL, ts TEXT NOT NULL, eid TEXT NOT NULL,
-    state BLOB, PRIMARY KEY (env, feature, target)
-) WITHOUT ROWID;
-CREATE TABLE recent (
-    seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, env INTEGER, feature INTEGER, target TEXT
-);
-CREATE TABLE loads (env INTEGER PRIMARY KEY, ts TEXT NOT NULL, features TEXT NOT NULL);
-CREATE TABLE claims (event_id TEXT PRIMARY KEY, until REAL, done_seq INTEGER) WITHOUT ROWID;
-CREATE INDEX claims_done ON claims (done_seq);
-"""
-# Connections a forked child inherited: never used nor closed there (closing one would release the parent's
-# locks), only kept from being garbage-collected.
-_INHERITED: list[sqlite3.Connection] = []
-T = TypeVar("T")
-
-
-def target_text(identifier: str | None, where: Hashable | None) -> str:
-    """A target as the store names it: ``d`` (default), ``s:ID``/``f:ID`` (segment), ``i:IDENTIFIER``."""
-    if identifier is not None:
-        return "i:" + identifier
-    if where is None:
-        return "d"
-    kind, number = where  # type: ignore[misc]
-    return f"{'s' if kind == 'segment' else 'f'}:{number}"  # type: ignore[has-type]
-
-
-def target_of(text: str) -> tuple[int, Hashable]:
-    """The (scope rank, target) a stored target name stands for (as FlagCache.states orders them)."""
-    if text == "d":
-        return 0, None
-    kind, _, rest = text.partition(":")
-    if kind == "i":
-        return 2, rest
-    return 1, ("segment" if kind == "s" else "feature_segment", int(rest))
+_RECORD_AND_TARGET = (
+    "SELECT f.name, f.name_ts, f.name_id, f.tomb_ts, f.tomb_id, f.floor_ts, f.floor_id, t.ts, t.eid, t.state "
+    "FROM features AS f LEFT JOIN targets AS t ON t.env = f.env AND t.feature = f.feature AND t.target = ? "
+    "WHERE f.env = ? AND f.feature = ?"
+)
 
 
 class _Record(Record):
     """A feature's record read from the file: its meta row and the entries of the targets read."""
 
-    __slots__ = ("_conn", "_scope")
+    __slots__ = ("_conn", "_scope", "saved")
 
     def __init__(self, conn: sqlite3.Connection, scope: tuple[int, int], row: tuple[Any, ...]) -> None:
-        name, name_ts, name_id, tomb_ts, tomb_id, floor_ts, floor_id, newest_ts, newest_id = row
+        name, name_ts, name_id, tomb_ts, tomb_id, floor_ts, floor_id = row
         super().__init__(name, (name_ts, name_id))
+        # The file keeps no "newest" (drop_older asks SQLite for what is older instead): the rules only use it to
+        # skip looking at each entry.
         self.tombstone = None if tomb_ts is None else (tomb_ts, tomb_id)
         self.floor = None if floor_ts is None else (floor_ts, floor_id)
-        self.newest = (newest_ts, newest_id)
+        self.saved = (self.tombstone, self.floor)
         self._conn = conn
         self._scope = scope
 
@@ -92,15 +56,18 @@ class _Record(Record):
 
     def drop_older(self, key: tuple[Any, str]) -> int:
         conn, (env, feature) = self._conn, self._scope
-        args: tuple[Any, ...] = (env, feature)
-        where = "env = ? AND feature = ?"
-        if not self.newest <= key:
-            where += " AND (ts < ? OR (ts = ? AND eid < ?))"
-            args += (key[0], key[0], key[1])
+        where = "env = ? AND feature = ? AND (ts < ? OR (ts = ? AND eid < ?))"
+        args = (env, feature, key[0], key[0], key[1])
         counted = conn.execute(f"SELECT count(*) FROM targets WHERE {where} AND state IS NOT NULL", args)  # noqa: S608
         (removed,) = counted.fetchone()
         conn.execute(f"DELETE FROM targets WHERE {where}", args)  # noqa: S608
-        super().drop_older(key)  # the same in the entries read
+        # The same in the entries read.
+        if self.default is not None and (self.default[0], self.default[1]) < key:
+            self.default = None
+        tables: tuple[dict[Any, Any], ...] = (self.segments, self.identities)
+        for table in tables:
+            for target in [target for target, entry in table.items() if (entry[0], entry[1]) < key]:
+                del table[target]
         return int(removed)
 
 
@@ -146,132 +113,13 @@ class SqliteFlagStore(FlagStore):
         self._timeout = float(timeout)
         self._lease = float(lease)
         self._remembered = int(remembered)
-        self._pid = -1
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        self._memo: dict[Any, Any] = {}
-        self._version = -1
-        self._open()
+        self._file = SqliteFile(self._path, self._synchronous, self._timeout, self._MEMO_SIZE)
 
     def __repr__(self) -> str:
         return f"SqliteFlagStore({str(self._path)!r}, synchronous={self._synchronous!r})"
 
-    # --- connections --------------------------------------------------------------------------------------
-
-    def _fault(self, exc: BaseException) -> StoreError:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "locked" in text or "busy" in text:
-            text = f"locked by another process beyond the busy timeout ({self._timeout:g} s)"
-        return StoreError(f"flag cache {self._path}: {text}")
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _open(self) -> None:
-        """Open this process's connections; create the tables in a new file, refuse a newer one."""
-        if self._writer is not None:
-            _INHERITED.extend([self._writer, self._reader])  # type: ignore[list-item]
-        self._writer = self._reader = None
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        self._memo = {}
-        self._version = -1
-        writer = None
-        try:
-            writer = self._connect()
-            version = writer.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                writer.execute("PRAGMA journal_mode=WAL")
-                writer.execute("BEGIN IMMEDIATE")
-                try:
-                    if writer.execute("PRAGMA user_version").fetchone()[0] == 0:
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                writer.execute(statement)
-                        writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    writer.execute("COMMIT")
-                except BaseException:
-                    writer.execute("ROLLBACK")
-                    raise
-            elif version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"flag cache {self._path} was written by a newer flaghooks (schema {version}, this one knows "
-                    f"{SCHEMA_VERSION}): upgrade flaghooks or point the cache at another file"
-                )
-            self._reader = self._connect()
-        except StoreError:
-            if writer is not None:
-                writer.close()
-            raise
-        except (sqlite3.Error, OSError) as exc:
-            if writer is not None:
-                writer.close()
-            raise self._fault(exc) from None
-        self._writer = writer
-        self._pid = os.getpid()
-
     def close(self) -> None:
-        with self._write_lock, self._read_lock:
-            for conn in (self._writer, self._reader):
-                if conn is not None and self._pid == os.getpid():
-                    conn.close()
-            self._writer = self._reader = None
-
-    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one BEGIN IMMEDIATE transaction: all of it, or (a fault) none of it and StoreError."""
-        if self._pid != os.getpid():
-            self._open()
-        with self._write_lock:
-            conn = self._writer
-            if conn is None:
-                raise StoreError(f"flag cache {self._path}: the store is closed")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise self._fault(exc) from None
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise self._fault(exc) from None
-                raise
-            return result
-
-    def _read(self, memo_key: Any, work: Callable[[sqlite3.Connection], T]) -> T:
-        """``work``'s answer, from this process's copy while the file is unchanged (PRAGMA data_version)."""
-        if self._pid != os.getpid():
-            self._open()
-        with self._read_lock:
-            conn = self._reader
-            if conn is None:
-                raise StoreError(f"flag cache {self._path}: the store is closed")
-            try:
-                version = conn.execute("PRAGMA data_version").fetchone()[0]
-                memo = self._memo
-                if version != self._version:
-                    memo.clear()
-                    self._version = version
-                elif memo_key in memo:
-                    return memo[memo_key]  # type: ignore[no-any-return]
-                answer = work(conn)
-            except sqlite3.Error as exc:
-                raise self._fault(exc) from None
-            if len(memo) >= self._MEMO_SIZE:
-                memo.clear()
-            if self._MEMO_SIZE:
-                memo[memo_key] = answer
-            return answer
+        self._file.close()
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -299,17 +147,15 @@ class SqliteFlagStore(FlagStore):
                 return False  # applied already
             seq = inserted.lastrowid
             assert seq is not None
-            if seq > self._remembered:
+            if seq > self._remembered and seq % 64 == 0:  # in batches: the window is 0 to 63 ids longer
                 self._forget(conn, seq - self._remembered)
-            record = self._record(conn, environment, feature, name, (ts, event_id))
-            if not whole:
-                row = conn.execute(
-                    "SELECT ts, eid, state FROM targets WHERE env = ? AND feature = ? AND target = ?",
-                    (environment, feature, target),
-                ).fetchone()
-                if row is not None:
-                    record.put(target, row)
-                before = row
+            # The feature's record and the one target the event touches, in one query.
+            row = conn.execute(_RECORD_AND_TARGET, (target, environment, feature)).fetchone()
+            record = self._record_of(conn, environment, feature, name, (ts, event_id), row and row[:7])
+            before = None
+            if not whole and row is not None and row[7] is not None:
+                before = (row[7], row[8], row[9])
+                record.put(target, before)
             outcome = settle(record, ts, event_id, identifier, where, data)
             _save_meta(conn, environment, feature, record)
             if not whole:
@@ -329,33 +175,45 @@ class SqliteFlagStore(FlagStore):
                 return bool(record.replaced != data)
             return outcome != UNCHANGED
 
-        return self._write(work)
+        return self._file.write(work)
 
-    @staticmethod
+    @classmethod
     def _record(
-        conn: sqlite3.Connection, environment: int, feature: int, name: str, key: tuple[str, str] | None
+        cls, conn: sqlite3.Connection, environment: int, feature: int, name: str, key: tuple[str, str] | None
     ) -> _Record:
         """The feature's record (its meta row; created when new), its name following its newest event (``key``
         None: a held feature, its name untouched)."""
         row = conn.execute(
-            "SELECT name, name_ts, name_id, tomb_ts, tomb_id, floor_ts, floor_id, newest_ts, newest_id FROM features "
+            "SELECT name, name_ts, name_id, tomb_ts, tomb_id, floor_ts, floor_id FROM features "
             "WHERE env = ? AND feature = ?",
             (environment, feature),
         ).fetchone()
-        if key is None:
-            pass
-        elif row is None:
-            row = (name, key[0], key[1], None, None, None, None, key[0], key[1])
+        return cls._record_of(conn, environment, feature, name, key, row)
+
+    @staticmethod
+    def _record_of(
+        conn: sqlite3.Connection,
+        environment: int,
+        feature: int,
+        name: str,
+        key: tuple[str, str] | None,
+        row: tuple[Any, ...] | None,
+    ) -> _Record:
+        """The record of a meta ``row`` read (None: a new feature, created here; ``key`` None: the feature is
+        held)."""
+        if row is None:
+            assert key is not None
+            row = (name, key[0], key[1], None, None, None, None)
             conn.execute(
-                "INSERT INTO features VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?)",
-                (environment, feature, name, key[0], key[1], key[0], key[1]),
+                "INSERT INTO features VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
+                (environment, feature, name, key[0], key[1]),
             )
             record = _Record(conn, (environment, feature), row)
             loaded = conn.execute("SELECT ts, features FROM loads WHERE env = ?", (environment,)).fetchone()
             if loaded is not None and feature not in json.loads(loaded[1]):
                 settle(record, loaded[0], "", None, None, None)  # not in the newest load: deleted as of it
             return record
-        elif key > (row[1], row[2]):
+        if key is not None and key > (row[1], row[2]):
             row = (name, key[0], key[1], *row[3:])
             conn.execute(
                 "UPDATE features SET name = ?, name_ts = ?, name_id = ? WHERE env = ? AND feature = ?",
@@ -416,7 +274,7 @@ class SqliteFlagStore(FlagStore):
                 _save_meta(conn, environment, feature, record)
             return changed
 
-        return self._write(work)
+        return self._file.write(work)
 
     # --- claims -------------------------------------------------------------------------------------------
 
@@ -435,7 +293,7 @@ class SqliteFlagStore(FlagStore):
             )
             return True
 
-        return self._write(work)
+        return self._file.write(work)
 
     def release(self, event_id: str, handled: bool) -> None:
         def work(conn: sqlite3.Connection) -> None:
@@ -447,7 +305,7 @@ class SqliteFlagStore(FlagStore):
             if top > self._remembered:
                 conn.execute("DELETE FROM claims WHERE done_seq <= ?", (top - self._remembered,))
 
-        self._write(work)
+        self._file.write(work)
 
     # --- reading ------------------------------------------------------------------------------------------
 
@@ -477,7 +335,7 @@ class SqliteFlagStore(FlagStore):
             data = rows.get("d") if identifier is None else rows.get("i:" + identifier, rows.get("d"))
             return None if data is None else decode_state(data)
 
-        return self._read((environment, feature, identifier), work)
+        return self._file.read((environment, feature, identifier), work)
 
     def segments(self, environment: int, feature: str | int) -> list[tuple[Hashable, FeatureState]]:
         def work(conn: sqlite3.Connection) -> list[tuple[Hashable, FeatureState]]:
@@ -491,20 +349,20 @@ class SqliteFlagStore(FlagStore):
             ).fetchall()
             return [(target_of(target)[1], decode_state(data)) for target, data in rows]
 
-        return list(self._read(("segments", environment, feature), work))
+        return list(self._file.read(("segments", environment, feature), work))
 
     def entries(self) -> list[Entry]:
         def work(conn: sqlite3.Connection) -> list[Entry]:
             rows = conn.execute("SELECT env, feature, target, state FROM targets WHERE state IS NOT NULL").fetchall()
             return [(env, feature, *target_of(target), decode_state(data)) for env, feature, target, data in rows]
 
-        return list(self._read(("entries",), work))
+        return list(self._file.read(("entries",), work))
 
     def count(self) -> int:
         def work(conn: sqlite3.Connection) -> int:
             return int(conn.execute("SELECT count(*) FROM targets WHERE state IS NOT NULL").fetchone()[0])
 
-        return self._read(("count",), work)
+        return self._file.read(("count",), work)
 
 
 def _entries(record: Record) -> dict[str, Any]:
@@ -519,22 +377,23 @@ def _entries(record: Record) -> dict[str, Any]:
     return found
 
 
-def _save_meta(conn: sqlite3.Connection, environment: int, feature: int, record: Record) -> None:
-    tomb, floor, newest = record.tombstone, record.floor, record.newest
+def _save_meta(conn: sqlite3.Connection, environment: int, feature: int, record: _Record) -> None:
+    """Write the record's tombstone and floor back, when the rules changed them (rarely: most events don't)."""
+    tomb, floor = record.tombstone, record.floor
+    if (tomb, floor) == record.saved:
+        return
     conn.execute(
-        "UPDATE features SET tomb_ts = ?, tomb_id = ?, floor_ts = ?, floor_id = ?, newest_ts = ?, newest_id = ? "
-        "WHERE env = ? AND feature = ?",
+        "UPDATE features SET tomb_ts = ?, tomb_id = ?, floor_ts = ?, floor_id = ? WHERE env = ? AND feature = ?",
         (
             None if tomb is None else tomb[0],
             None if tomb is None else tomb[1],
             None if floor is None else floor[0],
             None if floor is None else floor[1],
-            newest[0],
-            newest[1],
             environment,
             feature,
         ),
     )
+    record.saved = (tomb, floor)
 
 
 def _save_target(conn: sqlite3.Connection, environment: int, feature: int, target: str, entry: Any) -> None:

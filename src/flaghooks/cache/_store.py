@@ -8,7 +8,7 @@ from datetime import datetime
 
 from .._models import FeatureState
 
-__all__ = ["Entry", "FlagStore", "Loaded"]
+__all__ = ["Entry", "FlagStore", "Loaded", "target_of", "target_text"]
 
 # What a store lists: (environment id, feature id, scope rank (0 default, 1 segment, 2 identity), target, state);
 # the target is None for the default, a segment key (("segment", id) or ("feature_segment", id)) or an identifier.
@@ -72,3 +72,23 @@ class FlagStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - a store without resources has nothing to close
         """Release the store's connections (the data stays)."""
+
+
+def target_text(identifier: str | None, where: Hashable | None) -> str:
+    """A target as the store names it: ``d`` (default), ``s:ID``/``f:ID`` (segment), ``i:IDENTIFIER``."""
+    if identifier is not None:
+        return "i:" + identifier
+    if where is None:
+        return "d"
+    kind, number = where  # type: ignore[misc]
+    return f"{'s' if kind == 'segment' else 'f'}:{number}"  # type: ignore[has-type]
+
+
+def target_of(text: str) -> tuple[int, Hashable]:
+    """The (scope rank, target) a stored target name stands for (as FlagCache.states orders them)."""
+    if text == "d":
+        return 0, None
+    kind, _, rest = text.partition(":")
+    if kind == "i":
+        return 2, rest
+    return 1, ("segment" if kind == "s" else "feature_segment", int(rest))
