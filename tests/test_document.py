@@ -265,6 +265,20 @@ class TestErrors:
             (["feature_states", 0, "feature"], _DELETE, "feature_states[0].feature", "required key is missing"),
             (["feature_states", 0, "feature", "name"], "", "feature_states[0].feature.name", "non-empty"),
             (["feature_states", 0, "feature", "type"], 1, "feature_states[0].feature.type", "expected a string"),
+            (["feature_states", 0, "feature", "name"], ["x"], "feature_states[0].feature.name", "expected a string"),
+            (["feature_states", 0, "feature", "id"], True, "feature_states[0].feature.id", "expected an integer"),
+            (
+                ["identity_overrides", 0, "identity_features", 0, "feature", "id"],
+                True,
+                "identity_overrides[0].identity_features[0].feature.id",
+                "expected an integer",
+            ),
+            (
+                ["identity_overrides", 0, "identity_features", 0, "feature", "type"],
+                {},
+                "identity_overrides[0].identity_features[0].feature.type",
+                "expected a string",
+            ),
             (["feature_states", 0, "enabled"], 1, "feature_states[0].enabled", "expected a boolean"),
             (
                 ["feature_states", 0, "feature_state_value"],

@@ -80,6 +80,7 @@ _DOC_STATE_KEYS = frozenset(
     {"feature", "enabled", "feature_state_value", "multivariate_feature_state_values", "feature_segment"}
 )
 _DOC_FEATURE_KEYS = frozenset({"id", "name", "type", "created_date", "description"})
+_PLAIN_FEATURE_KEYS = frozenset({"id", "name", "type"})
 _DOC_SEGMENT_KEYS = frozenset({"id", "name", "description", "rules", "feature_states"})
 
 
@@ -190,31 +191,32 @@ class _Reader:
     def __init__(self, environment: Environment, project: Project) -> None:
         self.environment = environment
         self.project = project
-        self.features: dict[tuple[int, str, str], Feature] = {}
+        # Features seen, by their objects' (id, name, type) when that is all the object holds (as in Flagsmith's
+        # documents): a feature named again is found without reading its object again.
+        self.features: dict[tuple[Any, Any, Any], Feature] = {}
 
     def feature(self, value: Any) -> Feature:
-        obj = _mapping(value)
-        feature_id = _get(obj, "id", _int)
-        name = _get(obj, "name", _nonempty)
-        kind = _get(obj, "type", _optional(_str), None) or "STANDARD"
-        plain = len(obj) <= 3
-        if plain:
-            found = self.features.get((feature_id, name, kind))
+        plain = type(value) is dict and value.keys() <= _PLAIN_FEATURE_KEYS
+        if plain and type(value.get("id")) is int:
+            try:
+                found = self.features.get((value["id"], value.get("name"), value.get("type")))
+            except TypeError:  # an unhashable name or type: read below, which says what is wrong
+                found = None
             if found is not None:
                 return found
-        created = _get(obj, "created_date", _optional(_updated_at), None)
+        obj = _mapping(value)
         feature = _build(
             Feature,
-            id=feature_id,
-            name=name,
+            id=_get(obj, "id", _int),
+            name=_get(obj, "name", _nonempty),
             project=self.project,
-            created_date=created or UNKNOWN_CREATED_DATE,
-            type=kind,
+            created_date=_get(obj, "created_date", _optional(_updated_at), None) or UNKNOWN_CREATED_DATE,
+            type=_get(obj, "type", _optional(_str), None) or "STANDARD",
             description=_get(obj, "description", _optional(_str), None),
             extra=_extra(obj, _DOC_FEATURE_KEYS, FEATURE_KEYS),
         )
         if plain:
-            self.features[(feature_id, name, kind)] = feature
+            self.features[(value["id"], value["name"], value.get("type"))] = feature
         return feature
 
     def state(

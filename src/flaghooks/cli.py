@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import __version__
+from ._cli_cache import CacheUsageError, add_cache_options, describe_cache, open_cache, scrub, seed_cache
 from ._cli_common import describe_target, out, serve, url_host
 from ._cli_demo import run_demo
 from ._cli_demo_background import run_background_demo
@@ -26,7 +27,7 @@ from ._events import EventType, FlagChange, WebhookEvent
 from ._models import AuditLogEntry
 from ._signing import sign_flagsmith, sign_standard, standard_key, verify_flagsmith, verify_standard
 from ._wire import PayloadFormat
-from .exceptions import ConfigError, SignatureError
+from .exceptions import ConfigError, FlaghooksError, SignatureError
 from .receiver import WebhookReceiver
 from .transports import HttpTransport
 
@@ -211,9 +212,16 @@ def _listen(args: argparse.Namespace) -> int:
             line += f": {data.log}"
         out(sys.stdout, f"{line} [{event.id}]")
 
+    try:
+        cache, key = open_cache(args)
+    except CacheUsageError as exc:
+        raise _UsageError(str(exc)) from None
+    except FlaghooksError as exc:  # a store that cannot be opened
+        out(sys.stderr, f"flaghooks listen: error: {scrub(args, exc)}")
+        return 1
     # Every ConfigError the receiver could raise was checked above, in the command's terms.
     receiver = WebhookReceiver(
-        secret=secret, standard_secrets=standard, allow_unsigned=args.allow_unsigned, on_event=show
+        secret=secret, standard_secrets=standard, allow_unsigned=args.allow_unsigned, on_event=show, cache=cache
     )
     rejections = logging.getLogger("flaghooks.receiver")
     rejections.addHandler(_PrintRejections(logging.WARNING))
@@ -222,7 +230,11 @@ def _listen(args: argparse.Namespace) -> int:
         server = serve(receiver, args.host, args.port)
     except OSError as exc:
         out(sys.stderr, f"flaghooks listen: error: cannot listen on {args.host} port {args.port}: {exc.strerror}")
+        receiver.cache.close()
         return 2
+    # Bound first, seeded second: deliveries arriving meanwhile wait, and the ordering rules make the order irrelevant.
+    if key is not None and not seed_cache(args, key, receiver.cache, server):
+        return 1
 
     stopping = threading.Event()
 
@@ -248,13 +260,15 @@ def _listen(args: argparse.Namespace) -> int:
     )
     out(
         sys.stdout,
-        f"listening on http://{url_host(args.host)}:{server.server_port}/ (verifying {checks or 'nothing'}); "
+        f"listening on http://{url_host(args.host)}:{server.server_port}/ (verifying {checks or 'nothing'}"
+        f"{describe_cache(args)}); "
         "Ctrl-C stops",
     )
     try:
         server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
+        receiver.cache.close()
     return 0
 
 
@@ -433,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         "require Standard Webhooks signatures with this whsec_ secret",
     )
     listen.add_argument("--allow-unsigned", action="store_true", help="accept unsigned requests (testing only)")
+    add_cache_options(listen)
     listen.set_defaults(run=_listen)
 
     sign = commands.add_parser(
