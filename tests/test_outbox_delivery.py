@@ -134,6 +134,36 @@ class TestEndpointsByKey:
         planted.append("flagsmithSECRET9d")
         assert [secret for secret in planted if secret.encode() in stored] == []
 
+    def test_no_part_of_a_secret_is_kept_from_a_response_body(self, tmp_path: Path) -> None:
+        """A receiver may quote a secret anywhere in its answer: one straddling the 1024th byte (where the kept
+        start of the body is cut) leaves no prefix of it in the file, and a token quoted without the scheme
+        word of its header value ("Bearer ...") is blanked out too, as the transport withholds it from errors."""
+        token, secret = "authTOKEN5e2a9cf0d1", "flagsmithSECRET9d0c4b7a"
+
+        def answer(request: Received, count: int) -> Reply:
+            if request.path == "/edge":
+                return Reply(500, body=b"x" * 1010 + secret.encode() + b" rest")
+            return Reply(500, body=b'{"error": "token ' + token.encode() + b' expired"}')
+
+        results = Results()
+        path = tmp_path / "outbox.db"
+        with HttpServer(answer) as server, SqliteOutbox(path) as outbox:
+            edge = Endpoint(server.url("/edge"), name="edge", secret=secret)
+            bearer = Endpoint(server.url("/bearer"), name="bearer", headers={"Authorization": f"Bearer {token}"})
+            with hooks(results, retry=RetryPolicy(attempts=1)) as webhooks:
+                webhooks.subscribe(edge, environment=ENV)
+                webhooks.subscribe(bearer, environment=ENV)
+                delivery = OutboxDelivery(webhooks, outbox, breaker=NEVER_TRIPS, poll_interval=0.05)
+                published = delivery.publish(event(1))
+                delivery.start()
+                results.wait_for(lambda: len(results.results) == 2)
+                delivery.close()
+            kept = [a.response_body for d in published for a in outbox.attempts(d.id)]
+            stored = file_bytes(path)
+        assert len(kept) == 2 and all(len(body) <= 1024 for body in kept)
+        assert secret[:12].encode() not in stored
+        assert token.encode() not in stored
+
 
 class TestBreakerInTheFile:
     def test_a_410_disables_the_endpoint_in_the_file_until_enable(self, tmp_path: Path) -> None:
