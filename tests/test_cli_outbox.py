@@ -181,6 +181,8 @@ class TestList:
         assert out.splitlines()[-1] == "(the newest 2; raise --limit to see more)"
         status, out, _ = run(capsys, "list", *db, "--limit", "8")
         assert status == 0 and len(out.splitlines()) == 1 + 8  # all of them: no hint
+        status, out, _ = run(capsys, "list", *db, "--limit", "99999999999999999999")
+        assert status == 0 and len(out.splitlines()) == 1 + 8  # a limit beyond SQLite's integers: all of them
 
     @pytest.mark.parametrize(
         ("args", "words"),
@@ -188,6 +190,7 @@ class TestList:
             (["--state", "lost"], "--state"),
             (["--limit", "0"], "--limit"),
             (["--since", "yesterday"], "--since"),
+            (["--since", "0001-01-01T00:00+01:00"], "--since"),
         ],
     )
     def test_bad_filters(self, filled: Filled, args: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:

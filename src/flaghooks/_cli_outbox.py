@@ -60,7 +60,10 @@ def _since(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"not a duration back from now (like 12h) or an ISO 8601 time (like 2026-05-02T10:00): {text!r}"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first moment a datetime holds
+        raise argparse.ArgumentTypeError(f"not a time a datetime can hold in UTC: {text!r}") from None
 
 
 def _limit(text: str) -> int:

@@ -36,6 +36,7 @@ from .transports import AttemptResult
 
 __all__ = ["SqliteOutbox", "prune_rows"]
 
+_MOST = 2**63 - 1  # SQLite's largest integer
 _BATCH = 500  # rows per statement or transaction in bulk work (replay by ids, prune)
 # A forked child's copies of its parent's connections: never used again, and never closed.
 _inherited: list[sqlite3.Connection] = []
@@ -258,7 +259,7 @@ class SqliteOutbox:
             raise ConfigError(f"limit must be an int >= 1 or None, got {limit!r}")
         sql = f"SELECT {_COLUMNS} FROM {DELIVERIES} WHERE {where} ORDER BY seq DESC"
         if limit is not None:
-            sql += f" LIMIT {limit}"
+            sql += f" LIMIT {min(limit, _MOST)}"  # a larger literal is no integer to SQLite: "datatype mismatch"
         return [record(row) for row in self._read(sql, args)]
 
     @staticmethod
