@@ -37,6 +37,7 @@ from .transports import AttemptResult
 __all__ = ["SqliteOutbox", "prune_rows"]
 
 _MOST = 2**63 - 1  # SQLite's largest integer
+_MOVED = 0.001  # seconds a dead letter's updated_at moves on, at least, when it is dead again (records keep µs)
 _BATCH = 500  # rows per statement or transaction in bulk work (replay by ids, prune)
 # A forked child's copies of its parent's connections: never used again, and never closed.
 _inherited: list[sqlite3.Connection] = []
@@ -377,7 +378,9 @@ class SqliteOutbox:
     # --- hooks for executors that keep their dead letters here (contrib.celery) -----------------------
 
     def _add_dead(self, delivery: Delivery, history: Sequence[AttemptResult], error: str) -> None:
-        """Store ``delivery`` as dead, with its attempts, unless a delivery with its id is here already."""
+        """Store ``delivery`` as dead, with its attempts. A dead delivery with its id already here is rewritten
+        (the same run repeated after a lost worker writes the same; a replayed one that failed again, its new
+        round) and its ``updated_at`` moves on, so that :meth:`_delete_taken` leaves it alone."""
         now = time.time()
         key = delivery.endpoint.label
         last = history[-1] if history else None
@@ -403,18 +406,23 @@ class SqliteOutbox:
 
         def add(conn: sqlite3.Connection) -> None:
             conn.execute(_KEY, (key,))
-            cursor = conn.execute(
-                f"INSERT OR IGNORE INTO {DELIVERIES} (id, event_id, event_type, endpoint, body, state, attempts, "
+            conn.execute(
+                f"INSERT INTO {DELIVERIES} (id, event_id, event_type, endpoint, body, state, attempts, "
                 "lease, round_at, last_status, last_error, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, 'dead', ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, 'dead', ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET attempts = excluded.attempts, last_status = excluded.last_status, "
+                f"last_error = excluded.last_error, updated_at = max(excluded.updated_at, updated_at + {_MOVED}) "
+                "WHERE state = 'dead'",
                 row,
             )
-            if cursor.rowcount:
-                seq = cursor.lastrowid
+            found = conn.execute(f"SELECT seq FROM {DELIVERIES} WHERE id = ? AND state = 'dead'", (delivery.id,))
+            seq = found.fetchone()
+            if seq is not None:  # pragma: no branch - only a live delivery with that id (not one of ours) stays
+                conn.execute(f"DELETE FROM {ATTEMPTS} WHERE delivery = ?", seq)
                 conn.executemany(
                     f"INSERT INTO {ATTEMPTS} (delivery, number, at, status, error, elapsed, response_body) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(seq, *attempt) for attempt in attempts],
+                    [(seq[0], *attempt) for attempt in attempts],
                 )
 
         self._write(add)
@@ -455,6 +463,24 @@ class SqliteOutbox:
             return total
 
         return int(self._write(delete))
+
+    def _delete_taken(self, taken: Sequence[DeliveryRecord]) -> int:
+        """Delete the dead deliveries ``taken`` (records from :meth:`_take_dead`) that are unchanged since: one
+        dead again meanwhile (:meth:`_add_dead` moved its ``updated_at`` on) stays. Returns how many."""
+        rows = [(record.id, record.updated_at.timestamp() + _MOVED / 2) for record in taken]
+
+        def delete(conn: sqlite3.Connection) -> int:
+            total = 0
+            for delivery_id, before in rows:
+                where = "id = ? AND state = 'dead' AND updated_at < ?"
+                conn.execute(
+                    f"DELETE FROM {ATTEMPTS} WHERE delivery IN (SELECT seq FROM {DELIVERIES} WHERE {where})",
+                    (delivery_id, before),
+                )
+                total += conn.execute(f"DELETE FROM {DELIVERIES} WHERE {where}", (delivery_id, before)).rowcount
+            return total
+
+        return int(self._write(delete)) if rows else 0
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
