@@ -368,6 +368,42 @@ class TestLeases:
         assert len(results.results) == 1 and results.results[0].ok
 
 
+class _CountingCondition(threading.Condition):
+    """A Condition that counts how often it is entered (how many turns the pump's loop takes)."""
+
+    entered = 0
+
+    def __enter__(self) -> bool:
+        self.entered += 1
+        return super().__enter__()
+
+
+def test_close_waits_for_attempts_in_flight_without_spinning(tmp_path: Path) -> None:
+    """While close() waits for an attempt in flight, the pump sleeps on its condition until an outcome comes
+    back or the timeout passes: it does not loop (a busy loop took a core, and the GIL from the attempts)."""
+    results = Results()
+    gate = Gate(local())
+    with HttpServer() as server, SqliteOutbox(tmp_path / "outbox.db") as outbox, hooks(results, gate) as webhooks:
+        webhooks.subscribe(Endpoint(server.url("/hook")), environment=ENV)
+        delivery = OutboxDelivery(webhooks, outbox, workers=1, poll_interval=0.05)
+        counting = _CountingCondition(threading.Lock())
+        delivery._cond = counting
+        delivery.start()
+        delivery.publish(event(1))
+        wait_until(lambda: len(gate.started) == 1)
+        closer = threading.Thread(target=delivery.close, args=(30.0,))
+        closer.start()
+        wait_until(lambda: delivery._stopping)
+        before = counting.entered
+        time.sleep(0.3)  # the pump's chance to spin, if it would
+        turns = counting.entered - before
+        gate.open.set()
+        closer.join(30)
+        assert not closer.is_alive()
+        assert turns < 20
+        assert outbox.counts()["delivered"] == 1 and results.results[0].ok
+
+
 def test_workers_back_off_while_the_file_is_locked_and_go_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -311,7 +311,7 @@ class OutboxDelivery:
                         if self._deadline is None:
                             self._deadline = time.monotonic() + 5.0
                     stopping = self._stopping
-                    if stopping and (held == 0 or time.monotonic() >= (self._deadline or 0.0)):
+                    if stopping and (held <= 0 or time.monotonic() >= (self._deadline or 0.0)):
                         break
                     done, self._done = self._done, []
                     self._wanted = False
@@ -346,7 +346,10 @@ class OutboxDelivery:
                 elif want:  # a retry or a pause this process scheduled ends before the next poll
                     wait = min(wait, soonest)
                 with self._cond:
-                    if not (self._done or self._wanted or self._stopping):
+                    if stopping:  # wait for the attempts in flight to come back, or for the deadline
+                        if held > 0 and not self._done:
+                            self._cond.wait(max(0.0, (self._deadline or 0.0) - time.monotonic()))
+                    elif not (self._done or self._wanted or self._stopping):
                         self._cond.wait(wait)
         finally:
             conn.close()
