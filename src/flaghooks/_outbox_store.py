@@ -486,11 +486,16 @@ class SqliteOutbox:
 
     def close(self) -> None:
         """Close this process's shared connection (workers close their own when they stop)."""
+        if self._pid != os.getpid():  # pragma: no cover - runs in forked children (tests/test_outbox_processes.py)
+            # A forked child that never used the outbox: the lock and the connection are its parent's (the lock
+            # may have been held by a thread that does not exist here).
+            _inherited.append(self._db)
+            self._closed = True
+            return
         with self._lock:
             if not self._closed:
                 self._closed = True
-                if self._pid == os.getpid():  # pragma: no branch - a forked child never closes its parent's
-                    self._db.close()
+                self._db.close()
 
     def __enter__(self) -> SqliteOutbox:
         return self
