@@ -330,6 +330,8 @@ class TestMessage:
             (message(attempt=0), "attempt must be an int >= 1"),
             (message(lost=True), "lost must be an int >= 0"),
             (message(due="soon"), "due must be a number"),
+            (message(due=float("inf")), "due must be a finite number"),  # it would hop for ever
+            (message(due=float("nan")), "due must be a finite number"),
             (message(history=[[1, 2]]), "history items"),
             (message(created_at="yesterday"), "malformed"),
             ({**{k: v for k, v in message().items() if k != "body"}, "body_b64": "!!"}, "malformed"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,6 +104,8 @@ class Message:
             due = data["due"]
             if due is not None and (isinstance(due, bool) or not isinstance(due, int | float)):
                 raise PayloadError(f"due must be a number or null, got {type(due).__name__}")
+            if due is not None and not math.isfinite(due):  # JSON's Infinity: a wait that never ends, hop by hop
+                raise PayloadError(f"due must be a finite number or null, got {due!r}")
             return cls(
                 delivery_id=_str(data, "delivery_id"),
                 event_id=_str(data, "event_id"),
