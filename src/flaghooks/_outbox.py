@@ -315,6 +315,8 @@ class OutboxDelivery:
                         break
                     done, self._done = self._done, []
                     self._wanted = False
+                if stopping:
+                    done += self._unqueue()
                 want = 0 if stopping else capacity - held
                 if done or want:
                     try:
@@ -358,6 +360,24 @@ class OutboxDelivery:
                 with self._cond:
                     if self._pump is threading.current_thread() and stop is None:
                         self._pump = None
+
+    def _unqueue(self) -> list[Done]:
+        """Stopping: the claims still queued for a worker, taken back to be released at once (every worker may be
+        busy with an attempt that outlives close()'s timeout)."""
+        released: list[Done] = []
+        sentinels = 0
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:  # pragma: no cover - a stop sentinel left over from an earlier close(): keep it
+                sentinels += 1
+            else:
+                released.append((job, None, None))
+        for _ in range(sentinels):  # pragma: no cover - see above
+            self._jobs.put(None)
+        return released
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         keep = self._outbox.keep_delivered
