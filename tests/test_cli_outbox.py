@@ -227,6 +227,23 @@ class TestShow:
         assert datetime.fromisoformat(document["delivery"]["created_at"]) == record.created_at
         assert len(document["attempts"]) == 1 and 200 in document["attempts"][0].values()
 
+    def test_control_characters_from_a_receiver_are_shown_escaped(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A receiver's answer (and so an attempt's error) may hold terminal escape sequences: show and list print
+        them escaped (\\x1b), never raw to the operator's terminal."""
+        path = tmp_path / "outbox.db"
+        hooks = _hooks("ledger")
+        [delivery] = hooks.plan(_event(1), environment=23)
+        hostile = "\x1b]0;owned\x07\x1b[2J"
+        with SqliteOutbox(path) as outbox:
+            outbox._add_dead(delivery, [AttemptResult(500, response_body=hostile.encode())], f"said {hostile}")
+        hooks.close()
+        status, out, _ = run(capsys, "show", "--db", str(path), delivery.id)
+        assert status == 0 and "\x1b" not in out and "\x07" not in out and "\\x1b]0;owned" in out
+        status, out, _ = run(capsys, "list", "--db", str(path))
+        assert status == 0 and "\x1b" not in out and "said \\x1b]0;owned" in out
+
     def test_pending_has_no_attempts(self, filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
         """A delivery never attempted says so."""
         status, out, _ = run(capsys, "show", "--db", str(filled.path), filled.pending[0].id)

@@ -110,8 +110,10 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, datetime):
         return _when(value)
-    text = str(_plain(value))
-    return " ".join(text.split())  # one line per row, whatever an error or a body holds
+    text = " ".join(str(_plain(value)).split())  # one line per row, whatever an error or a body holds
+    if not text.isprintable():  # a receiver's answer may hold terminal escape sequences: show them, escaped
+        text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return text
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, clip_last: int = 80) -> None:
