@@ -482,6 +482,7 @@ class TestWork:
             ("hooks_app:not_a_function", "not_a_function is not callable"),
             ("hooks_app:broken", "raised KeyError: 'FLAG_CACHE_URL'"),
             ("hooks_app:nothing", "returned NoneType, not a flaghooks.Webhooks"),
+            ("crashing_app:make", "cannot import crashing_app: RuntimeError: no FLAG_CACHE_URL"),
         ],
     )
     def test_bad_app(
@@ -494,9 +495,11 @@ class TestWork:
     ) -> None:
         """An --app that cannot give a Webhooks is bad usage: one line saying why, exit 2, no file made."""
         (tmp_path / "hooks_app.py").write_text(APP)
+        (tmp_path / "crashing_app.py").write_text("raise RuntimeError('no FLAG_CACHE_URL')\n")  # at import
         monkeypatch.chdir(tmp_path)  # the app's module is found from the current directory
         monkeypatch.setattr(sys, "path", list(sys.path))
         monkeypatch.delitem(sys.modules, "hooks_app", raising=False)
+        monkeypatch.delitem(sys.modules, "crashing_app", raising=False)
         path = tmp_path / "outbox.db"
         status, out, err = run(capsys, "work", "--db", str(path), "--app", app)
         _one_line_error(status, out, err, 2)
@@ -507,9 +510,11 @@ class TestWork:
     ) -> None:
         """A --db in a missing directory: the outbox's one-line error, exit 1."""
         (tmp_path / "hooks_app.py").write_text(APP)
+        (tmp_path / "crashing_app.py").write_text("raise RuntimeError('no FLAG_CACHE_URL')\n")  # at import
         monkeypatch.chdir(tmp_path)  # the app's module is found from the current directory
         monkeypatch.setattr(sys, "path", list(sys.path))
         monkeypatch.delitem(sys.modules, "hooks_app", raising=False)
+        monkeypatch.delitem(sys.modules, "crashing_app", raising=False)
         status, out, err = run(
             capsys, "work", "--db", str(tmp_path / "nope" / "outbox.db"), "--app", "hooks_app:make_webhooks"
         )

@@ -280,6 +280,8 @@ def _factory(spec: str) -> Callable[[], object]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise _UsageError(f"--app {spec}: cannot import {module_name}: {exc}") from None
+    except Exception as exc:  # the app's own module failed as it was imported: say so in one line, as for make()
+        raise _UsageError(f"--app {spec}: cannot import {module_name}: {type(exc).__name__}: {exc}") from None
     target: object = module
     for part in attribute.split("."):
         if not hasattr(target, part):
