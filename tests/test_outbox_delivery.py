@@ -455,9 +455,11 @@ class TestRunning:
             assert counts["in_flight"] == 0 and counts["pending"] + counts["dead"] == 2 and counts["pending"] >= 1
             assert sum(r.attempts for r in (outbox.get(d.id) for d in outbox.deliveries()) if r is not None) <= 1
 
-    def test_close_releases_queued_claims_while_every_worker_is_busy(self, tmp_path: Path) -> None:
-        """Claims queued behind an attempt that outlives close()'s timeout are released at once (pending, their
-        attempt uncounted), not left in flight until their leases expire; the attempt in flight keeps its lease."""
+    @pytest.mark.parametrize("timeout", [0.1, 0.0])
+    def test_close_releases_queued_claims_while_every_worker_is_busy(self, tmp_path: Path, timeout: float) -> None:
+        """Claims queued behind an attempt that outlives close()'s timeout (even a timeout of 0) are released at
+        once (pending, their attempt uncounted), not left in flight until their leases expire; the attempt in
+        flight keeps its lease."""
         results = Results()
         with SqliteOutbox(tmp_path / "outbox.db") as outbox:
             gate = Gate(local())
@@ -468,11 +470,37 @@ class TestRunning:
                     delivery.publish(event(n))
                 delivery.start()
                 wait_until(lambda: len(gate.started) == 1 and outbox.counts()["in_flight"] == 3)
-                delivery.close(timeout=0.1)
+                delivery.close(timeout=timeout)
                 counts = outbox.counts()
                 gate.open.set()
             assert (counts["in_flight"], counts["pending"]) == (1, 2)
             assert sorted(r.attempts for r in outbox.deliveries()) == [0, 0, 1]
+
+    def test_claims_left_at_a_stop_on_a_locked_file_keep_their_leases(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When the file stays locked at the stop, the claims not released are logged and keep their leases (which
+        expire): close() neither raises nor waits beyond the pump's busy timeout."""
+        monkeypatch.setattr(OutboxDelivery, "_busy_timeout", 0.02)
+        results = Results()
+        path = tmp_path / "outbox.db"
+        with SqliteOutbox(path) as outbox:
+            gate = Gate(local())
+            with hooks(results, transport=gate) as webhooks:
+                webhooks.subscribe(Endpoint("http://127.0.0.1:9/", name="held"), environment=ENV)
+                delivery = OutboxDelivery(webhooks, outbox, workers=1, per_endpoint=3, poll_interval=0.02)
+                for n in range(3):
+                    delivery.publish(event(n))
+                delivery.start()
+                wait_until(lambda: len(gate.started) == 1 and outbox.counts()["in_flight"] == 3)
+                holder = sqlite3.connect(path, isolation_level=None)
+                holder.execute("BEGIN IMMEDIATE")
+                delivery.close(timeout=0)
+                holder.execute("ROLLBACK")
+                holder.close()
+                gate.open.set()
+            assert outbox.counts()["in_flight"] == 3
+        assert "2 claim(s) not released at the stop" in caplog.text
 
     def test_keep_delivered_prunes_on_its_own(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """With keep_delivered, workers delete delivered deliveries older than that, by themselves."""
