@@ -50,8 +50,9 @@ _KEY = f"INSERT OR IGNORE INTO {ENDPOINTS} (key) VALUES (?)"
 _COLUMNS = "id, event_id, event_type, endpoint, state, attempts, due, last_status, last_error, created_at, updated_at"
 
 
-def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str]) -> int:
-    """Delete ended deliveries (and their attempts) last updated before ``before``, one batch per transaction."""
+def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str], batches: int | None = None) -> int:
+    """Delete ended deliveries (and their attempts) last updated before ``before``, one batch per transaction;
+    at most ``batches`` batches (``None``: until none is left)."""
     marks = ", ".join("?" for _ in states)
     select = f"SELECT seq FROM {DELIVERIES} WHERE {ENDED} AND state IN ({marks}) AND updated_at < ? LIMIT {_BATCH}"
     total = 0
@@ -67,7 +68,9 @@ def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str]) -
                 conn.execute("ROLLBACK")
             raise
         total += len(seqs)
-        if len(seqs) < _BATCH:
+        if batches is not None:
+            batches -= 1
+        if len(seqs) < _BATCH or batches == 0:
             return total
 
 
@@ -358,12 +361,17 @@ class SqliteOutbox:
         before = cutoff("older_than", older_than)
         if isinstance(states, str) or not states or any(state not in (DELIVERED, DEAD) for state in states):
             raise ConfigError(f"prune's states must name 'delivered' and/or 'dead', got {states!r}")
-        lock, conn = self._shared()
-        with lock:
-            try:
-                return prune_rows(conn, before, tuple(states))
-            except sqlite3.Error as exc:  # pragma: no cover - as any write: locked or full
-                raise fault(self.path, exc, self._busy_timeout) from None
+        total = 0
+        while True:  # the shared connection is let go between batches: this process's publishers wait for one
+            lock, conn = self._shared()
+            with lock:
+                try:
+                    pruned = prune_rows(conn, before, tuple(states), batches=1)
+                except sqlite3.Error as exc:  # pragma: no cover - as any write: locked or full
+                    raise fault(self.path, exc, self._busy_timeout) from None
+            total += pruned
+            if pruned < _BATCH:
+                return total
 
     def enable(self, key: str | Endpoint) -> bool:
         """Lift the durable disabling of an endpoint (by key or :class:`~flaghooks.Endpoint`) and reset its
