@@ -181,6 +181,8 @@ class TestList:
         assert out.splitlines()[-1] == "(the newest 2; raise --limit to see more)"
         status, out, _ = run(capsys, "list", *db, "--limit", "8")
         assert status == 0 and len(out.splitlines()) == 1 + 8  # all of them: no hint
+        status, out, _ = run(capsys, "list", *db, "--limit", "99999999999999999999")
+        assert status == 0 and len(out.splitlines()) == 1 + 8  # a limit beyond SQLite's integers: all of them
 
     @pytest.mark.parametrize(
         ("args", "words"),
@@ -188,6 +190,7 @@ class TestList:
             (["--state", "lost"], "--state"),
             (["--limit", "0"], "--limit"),
             (["--since", "yesterday"], "--since"),
+            (["--since", "0001-01-01T00:00+01:00"], "--since"),
         ],
     )
     def test_bad_filters(self, filled: Filled, args: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -223,6 +226,23 @@ class TestShow:
         assert document["delivery"]["id"] == record.id and document["delivery"]["state"] == "delivered"
         assert datetime.fromisoformat(document["delivery"]["created_at"]) == record.created_at
         assert len(document["attempts"]) == 1 and 200 in document["attempts"][0].values()
+
+    def test_control_characters_from_a_receiver_are_shown_escaped(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A receiver's answer (and so an attempt's error) may hold terminal escape sequences: show and list print
+        them escaped (\\x1b), never raw to the operator's terminal."""
+        path = tmp_path / "outbox.db"
+        hooks = _hooks("ledger")
+        [delivery] = hooks.plan(_event(1), environment=23)
+        hostile = "\x1b]0;owned\x07\x1b[2J"
+        with SqliteOutbox(path) as outbox:
+            outbox._add_dead(delivery, [AttemptResult(500, response_body=hostile.encode())], f"said {hostile}")
+        hooks.close()
+        status, out, _ = run(capsys, "show", "--db", str(path), delivery.id)
+        assert status == 0 and "\x1b" not in out and "\x07" not in out and "\\x1b]0;owned" in out
+        status, out, _ = run(capsys, "list", "--db", str(path))
+        assert status == 0 and "\x1b" not in out and "said \\x1b]0;owned" in out
 
     def test_pending_has_no_attempts(self, filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
         """A delivery never attempted says so."""
@@ -462,6 +482,7 @@ class TestWork:
             ("hooks_app:not_a_function", "not_a_function is not callable"),
             ("hooks_app:broken", "raised KeyError: 'FLAG_CACHE_URL'"),
             ("hooks_app:nothing", "returned NoneType, not a flaghooks.Webhooks"),
+            ("crashing_app:make", "cannot import crashing_app: RuntimeError: no FLAG_CACHE_URL"),
         ],
     )
     def test_bad_app(
@@ -474,9 +495,11 @@ class TestWork:
     ) -> None:
         """An --app that cannot give a Webhooks is bad usage: one line saying why, exit 2, no file made."""
         (tmp_path / "hooks_app.py").write_text(APP)
+        (tmp_path / "crashing_app.py").write_text("raise RuntimeError('no FLAG_CACHE_URL')\n")  # at import
         monkeypatch.chdir(tmp_path)  # the app's module is found from the current directory
         monkeypatch.setattr(sys, "path", list(sys.path))
         monkeypatch.delitem(sys.modules, "hooks_app", raising=False)
+        monkeypatch.delitem(sys.modules, "crashing_app", raising=False)
         path = tmp_path / "outbox.db"
         status, out, err = run(capsys, "work", "--db", str(path), "--app", app)
         _one_line_error(status, out, err, 2)
@@ -487,9 +510,11 @@ class TestWork:
     ) -> None:
         """A --db in a missing directory: the outbox's one-line error, exit 1."""
         (tmp_path / "hooks_app.py").write_text(APP)
+        (tmp_path / "crashing_app.py").write_text("raise RuntimeError('no FLAG_CACHE_URL')\n")  # at import
         monkeypatch.chdir(tmp_path)  # the app's module is found from the current directory
         monkeypatch.setattr(sys, "path", list(sys.path))
         monkeypatch.delitem(sys.modules, "hooks_app", raising=False)
+        monkeypatch.delitem(sys.modules, "crashing_app", raising=False)
         status, out, err = run(
             capsys, "work", "--db", str(tmp_path / "nope" / "outbox.db"), "--app", "hooks_app:make_webhooks"
         )

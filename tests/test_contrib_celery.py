@@ -141,6 +141,23 @@ class TestTaskRuns:
         assert setup.dead_letters() == []
         assert setup.delivery.replay(["dlv_none"]) == []
 
+    def test_a_replayed_dead_letter_that_fails_again_stays_a_dead_letter(
+        self, app: Celery, server: HttpServer, tmp_path: Path
+    ) -> None:
+        """A worker may end a replayed delivery before replay() has taken it out of the dead letters (eager mode
+        runs it inside the send): when it fails again it is a dead letter again, with the new round's attempt,
+        rather than lost between the worker's add and the replay's delete."""
+        setup = Setup(app, server, tmp_path / "dead.sqlite")
+        setup.subscribe("bad")
+        [planned] = setup.delivery.publish(event(9), environment=ENV)
+        assert [row.id for row in setup.dead_letters()] == [planned.id]
+        assert setup.delivery.replay() == [planned.id]
+        assert len(server.received) == 2 and not setup.results[-1].ok
+        [row] = setup.dead_letters()
+        assert (row.id, row.event_id, row.last_error) == (planned.id, planned.event_id, "HTTP 400")
+        assert [a.status for a in setup.dead.attempts(planned.id)] == [400]
+        assert setup.delivery.replay() == [planned.id] and len(setup.dead_letters()) == 1
+
     def test_disabled_endpoint_ends_its_queued_deliveries(
         self, app: Celery, server: HttpServer, tmp_path: Path
     ) -> None:
@@ -313,6 +330,8 @@ class TestMessage:
             (message(attempt=0), "attempt must be an int >= 1"),
             (message(lost=True), "lost must be an int >= 0"),
             (message(due="soon"), "due must be a number"),
+            (message(due=float("inf")), "due must be a finite number"),  # it would hop for ever
+            (message(due=float("nan")), "due must be a finite number"),
             (message(history=[[1, 2]]), "history items"),
             (message(created_at="yesterday"), "malformed"),
             ({**{k: v for k, v in message().items() if k != "body"}, "body_b64": "!!"}, "malformed"),

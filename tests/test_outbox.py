@@ -5,6 +5,7 @@ OutboxErrors naming it; inspection, replay, prune and the schema's version."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -344,6 +345,34 @@ class TestInspectionAndRepair:
         for bad in ((), ("pending",), "dead"):
             with pytest.raises(ConfigError, match="states"):
                 outbox.prune(timedelta(0), states=bad)
+
+    def test_prune_lets_go_of_the_shared_connection_between_batches(
+        self, outbox: SqliteOutbox, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A long prune takes the connection that this process's publishers share once per batch, not for the
+        whole prune, so that a publish waits for one batch at most."""
+
+        class CountingLock:
+            def __init__(self) -> None:
+                self.inner = threading.Lock()
+                self.taken = 0
+
+            def __enter__(self) -> None:
+                self.inner.acquire()
+                self.taken += 1
+
+            def __exit__(self, *exc: object) -> None:
+                self.inner.release()
+
+        with hooks(["http://127.0.0.1:9/"]) as webhooks:
+            for n in range(5):
+                [delivery] = webhooks.plan(event(n), environment=ENV)
+                outbox._add_dead(delivery, [], "gone")
+        monkeypatch.setattr("flaghooks._outbox_store._BATCH", 2)
+        lock = CountingLock()
+        monkeypatch.setattr(outbox, "_lock", lock)
+        assert outbox.prune(timedelta(0), states=("dead",)) == 5
+        assert lock.taken == 3  # batches of 2, 2 and 1
 
     def test_enable_lifts_a_durable_disable(self, outbox: SqliteOutbox) -> None:
         """disabled() lists endpoints disabled in the file; enable() lifts it (true once, false after)."""

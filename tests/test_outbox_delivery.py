@@ -134,6 +134,36 @@ class TestEndpointsByKey:
         planted.append("flagsmithSECRET9d")
         assert [secret for secret in planted if secret.encode() in stored] == []
 
+    def test_no_part_of_a_secret_is_kept_from_a_response_body(self, tmp_path: Path) -> None:
+        """A receiver may quote a secret anywhere in its answer: one straddling the 1024th byte (where the kept
+        start of the body is cut) leaves no prefix of it in the file, and a token quoted without the scheme
+        word of its header value ("Bearer ...") is blanked out too, as the transport withholds it from errors."""
+        token, secret = "authTOKEN5e2a9cf0d1", "flagsmithSECRET9d0c4b7a"
+
+        def answer(request: Received, count: int) -> Reply:
+            if request.path == "/edge":
+                return Reply(500, body=b"x" * 1010 + secret.encode() + b" rest")
+            return Reply(500, body=b'{"error": "token ' + token.encode() + b' expired"}')
+
+        results = Results()
+        path = tmp_path / "outbox.db"
+        with HttpServer(answer) as server, SqliteOutbox(path) as outbox:
+            edge = Endpoint(server.url("/edge"), name="edge", secret=secret)
+            bearer = Endpoint(server.url("/bearer"), name="bearer", headers={"Authorization": f"Bearer {token}"})
+            with hooks(results, retry=RetryPolicy(attempts=1)) as webhooks:
+                webhooks.subscribe(edge, environment=ENV)
+                webhooks.subscribe(bearer, environment=ENV)
+                delivery = OutboxDelivery(webhooks, outbox, breaker=NEVER_TRIPS, poll_interval=0.05)
+                published = delivery.publish(event(1))
+                delivery.start()
+                results.wait_for(lambda: len(results.results) == 2)
+                delivery.close()
+            kept = [a.response_body for d in published for a in outbox.attempts(d.id)]
+            stored = file_bytes(path)
+        assert len(kept) == 2 and all(len(body) <= 1024 for body in kept)
+        assert secret[:12].encode() not in stored
+        assert token.encode() not in stored
+
 
 class TestBreakerInTheFile:
     def test_a_410_disables_the_endpoint_in_the_file_until_enable(self, tmp_path: Path) -> None:
@@ -338,6 +368,42 @@ class TestLeases:
         assert len(results.results) == 1 and results.results[0].ok
 
 
+class _CountingCondition(threading.Condition):
+    """A Condition that counts how often it is entered (how many turns the pump's loop takes)."""
+
+    entered = 0
+
+    def __enter__(self) -> bool:
+        self.entered += 1
+        return super().__enter__()
+
+
+def test_close_waits_for_attempts_in_flight_without_spinning(tmp_path: Path) -> None:
+    """While close() waits for an attempt in flight, the pump sleeps on its condition until an outcome comes
+    back or the timeout passes: it does not loop (a busy loop took a core, and the GIL from the attempts)."""
+    results = Results()
+    gate = Gate(local())
+    with HttpServer() as server, SqliteOutbox(tmp_path / "outbox.db") as outbox, hooks(results, gate) as webhooks:
+        webhooks.subscribe(Endpoint(server.url("/hook")), environment=ENV)
+        delivery = OutboxDelivery(webhooks, outbox, workers=1, poll_interval=0.05)
+        counting = _CountingCondition(threading.Lock())
+        delivery._cond = counting
+        delivery.start()
+        delivery.publish(event(1))
+        wait_until(lambda: len(gate.started) == 1)
+        closer = threading.Thread(target=delivery.close, args=(30.0,))
+        closer.start()
+        wait_until(lambda: delivery._stopping)
+        before = counting.entered
+        time.sleep(0.3)  # the pump's chance to spin, if it would
+        turns = counting.entered - before
+        gate.open.set()
+        closer.join(30)
+        assert not closer.is_alive()
+        assert turns < 20
+        assert outbox.counts()["delivered"] == 1 and results.results[0].ok
+
+
 def test_workers_back_off_while_the_file_is_locked_and_go_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -388,6 +454,53 @@ class TestRunning:
             counts = outbox.counts()
             assert counts["in_flight"] == 0 and counts["pending"] + counts["dead"] == 2 and counts["pending"] >= 1
             assert sum(r.attempts for r in (outbox.get(d.id) for d in outbox.deliveries()) if r is not None) <= 1
+
+    @pytest.mark.parametrize("timeout", [0.1, 0.0])
+    def test_close_releases_queued_claims_while_every_worker_is_busy(self, tmp_path: Path, timeout: float) -> None:
+        """Claims queued behind an attempt that outlives close()'s timeout (even a timeout of 0) are released at
+        once (pending, their attempt uncounted), not left in flight until their leases expire; the attempt in
+        flight keeps its lease."""
+        results = Results()
+        with SqliteOutbox(tmp_path / "outbox.db") as outbox:
+            gate = Gate(local())
+            with hooks(results, transport=gate) as webhooks:
+                webhooks.subscribe(Endpoint("http://127.0.0.1:9/", name="held"), environment=ENV)
+                delivery = OutboxDelivery(webhooks, outbox, workers=1, per_endpoint=3, poll_interval=0.02)
+                for n in range(3):
+                    delivery.publish(event(n))
+                delivery.start()
+                wait_until(lambda: len(gate.started) == 1 and outbox.counts()["in_flight"] == 3)
+                delivery.close(timeout=timeout)
+                counts = outbox.counts()
+                gate.open.set()
+            assert (counts["in_flight"], counts["pending"]) == (1, 2)
+            assert sorted(r.attempts for r in outbox.deliveries()) == [0, 0, 1]
+
+    def test_claims_left_at_a_stop_on_a_locked_file_keep_their_leases(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When the file stays locked at the stop, the claims not released are logged and keep their leases (which
+        expire): close() neither raises nor waits beyond the pump's busy timeout."""
+        monkeypatch.setattr(OutboxDelivery, "_busy_timeout", 0.02)
+        results = Results()
+        path = tmp_path / "outbox.db"
+        with SqliteOutbox(path) as outbox:
+            gate = Gate(local())
+            with hooks(results, transport=gate) as webhooks:
+                webhooks.subscribe(Endpoint("http://127.0.0.1:9/", name="held"), environment=ENV)
+                delivery = OutboxDelivery(webhooks, outbox, workers=1, per_endpoint=3, poll_interval=0.02)
+                for n in range(3):
+                    delivery.publish(event(n))
+                delivery.start()
+                wait_until(lambda: len(gate.started) == 1 and outbox.counts()["in_flight"] == 3)
+                holder = sqlite3.connect(path, isolation_level=None)
+                holder.execute("BEGIN IMMEDIATE")
+                delivery.close(timeout=0)
+                holder.execute("ROLLBACK")
+                holder.close()
+                gate.open.set()
+            assert outbox.counts()["in_flight"] == 3
+        assert "2 claim(s) not released at the stop" in caplog.text
 
     def test_keep_delivered_prunes_on_its_own(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """With keep_delivered, workers delete delivered deliveries older than that, by themselves."""

@@ -164,3 +164,44 @@ def test_fork_gives_the_child_its_own_connection_and_workers(tmp_path: Path) -> 
     assert parent["child_status"] == 0 and child["counts"]["delivered"] == parent["counts"]["delivered"] == 7
     assert received == expected
     assert sorted(parent["ended"] + [e for e in child["ended"] if e not in ("evt_0", "evt_1", "evt_2")]) == expected
+
+
+FORK_CLOSE = r"""
+import os, sys, time
+sys.path[:0] = [sys.argv[1]]
+from flaghooks import SqliteOutbox
+
+outbox = SqliteOutbox(sys.argv[2])
+outbox._lock.acquire()  # as a publish in another thread of the parent holds it at the moment of the fork
+child = os.fork()
+if child == 0:
+    outbox.close()  # the child's: must not wait for a lock that nobody in the child will release
+    os._exit(0)
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    done, status = os.waitpid(child, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.01)
+else:
+    os.kill(child, 9)
+    os.waitpid(child, 0)
+    status = "hung"
+outbox._lock.release()
+outbox.close()
+print(status)
+"""
+
+
+def test_a_forked_child_closes_the_outbox_even_when_the_parent_held_its_lock(tmp_path: Path) -> None:
+    """A child forked while a thread of the parent held the outbox's lock (a publish under way) closes the outbox
+    at once: the parent's lock and connection are not the child's to wait for or close."""
+    run = subprocess.run(
+        [sys.executable, "-c", FORK_CLOSE, str(SRC), str(tmp_path / "outbox.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "0"

@@ -60,7 +60,10 @@ def _since(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"not a duration back from now (like 12h) or an ISO 8601 time (like 2026-05-02T10:00): {text!r}"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first moment a datetime holds
+        raise argparse.ArgumentTypeError(f"not a time a datetime can hold in UTC: {text!r}") from None
 
 
 def _limit(text: str) -> int:
@@ -107,8 +110,10 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, datetime):
         return _when(value)
-    text = str(_plain(value))
-    return " ".join(text.split())  # one line per row, whatever an error or a body holds
+    text = " ".join(str(_plain(value)).split())  # one line per row, whatever an error or a body holds
+    if not text.isprintable():  # a receiver's answer may hold terminal escape sequences: show them, escaped
+        text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return text
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, clip_last: int = 80) -> None:
@@ -275,6 +280,8 @@ def _factory(spec: str) -> Callable[[], object]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise _UsageError(f"--app {spec}: cannot import {module_name}: {exc}") from None
+    except Exception as exc:  # the app's own module failed as it was imported: say so in one line, as for make()
+        raise _UsageError(f"--app {spec}: cannot import {module_name}: {type(exc).__name__}: {exc}") from None
     target: object = module
     for part in attribute.split("."):
         if not hasattr(target, part):

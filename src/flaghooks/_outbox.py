@@ -303,6 +303,7 @@ class OutboxDelivery:
         held = 0
         backoff = 0.0
         next_prune = time.monotonic()
+        final: list[Done] = []  # at the stop: what came back since the last cycle, and the claims still queued
         try:
             while self._generation == generation:
                 with self._cond:
@@ -311,10 +312,13 @@ class OutboxDelivery:
                         if self._deadline is None:
                             self._deadline = time.monotonic() + 5.0
                     stopping = self._stopping
-                    if stopping and (held == 0 or time.monotonic() >= (self._deadline or 0.0)):
+                    if stopping and (held <= 0 or time.monotonic() >= (self._deadline or 0.0)):
+                        final, self._done = self._done, []
                         break
                     done, self._done = self._done, []
                     self._wanted = False
+                if stopping:
+                    done += self._unqueue()
                 want = 0 if stopping else capacity - held
                 if done or want:
                     try:
@@ -346,8 +350,13 @@ class OutboxDelivery:
                 elif want:  # a retry or a pause this process scheduled ends before the next poll
                     wait = min(wait, soonest)
                 with self._cond:
-                    if not (self._done or self._wanted or self._stopping):
+                    if stopping:  # wait for the attempts in flight to come back, or for the deadline
+                        if held > 0 and not self._done:
+                            self._cond.wait(max(0.0, (self._deadline or 0.0) - time.monotonic()))
+                    elif not (self._done or self._wanted or self._stopping):
                         self._cond.wait(wait)
+            if self._generation == generation:
+                self._record_at_stop(ledger, conn, final + self._unqueue())
         finally:
             conn.close()
             if self._generation == generation:
@@ -355,6 +364,41 @@ class OutboxDelivery:
                 with self._cond:
                     if self._pump is threading.current_thread() and stop is None:
                         self._pump = None
+
+    def _record_at_stop(self, ledger: Ledger, conn: sqlite3.Connection, final: list[Done]) -> None:
+        """One last cycle, claiming nothing: release the claims never attempted and record what came back (even
+        with a timeout of 0). If the file stays locked, their leases expire instead."""
+        if not final:
+            return
+        try:
+            _, endings, health = ledger.cycle(conn, final, 0)
+        except sqlite3.Error as exc:
+            logger.warning(
+                "outbox %s: %d claim(s) not released at the stop (%s); their leases expire",
+                self._outbox.path,
+                len(final),
+                exc,
+            )
+            return
+        self._report(endings, health)
+
+    def _unqueue(self) -> list[Done]:
+        """Stopping: the claims still queued for a worker, taken back to be released at once (every worker may be
+        busy with an attempt that outlives close()'s timeout)."""
+        released: list[Done] = []
+        sentinels = 0
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:  # pragma: no cover - a stop sentinel left over from an earlier close(): keep it
+                sentinels += 1
+            else:
+                released.append((job, None, None))
+        for _ in range(sentinels):  # pragma: no cover - see above
+            self._jobs.put(None)
+        return released
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         keep = self._outbox.keep_delivered

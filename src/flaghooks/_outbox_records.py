@@ -18,6 +18,7 @@ from .exceptions import ConfigError
 __all__ = ["AttemptRecord", "DeliveryRecord", "cutoff", "event_type_of", "key_of", "record", "scrub"]
 
 BODY_KEPT = 1024  # bytes of each response body kept in an attempt record
+_SHORTEST_WORD = 6  # the words of a secret value at least this long are secrets too
 
 
 def event_type_of(name: str) -> EventType | str:
@@ -96,17 +97,23 @@ def secret_words(endpoint: Endpoint) -> list[bytes]:
     if userinfo:
         for part in (userinfo, *userinfo.split(":")):
             values += (part, urllib.parse.unquote(part))
+    # The words of a value too ("Bearer <token>": a receiver may quote the token alone), as the transport
+    # withholds them from error texts; shorter words ("Bearer", "Basic") are too common to be worth hiding.
+    values += [word for value in values for word in value.split() if len(word) >= _SHORTEST_WORD]
     words = {value.encode() for value in values if value}
     return sorted(words, key=len, reverse=True)
 
 
 def scrub(body: bytes, endpoint: Endpoint) -> bytes:
-    """The first bytes of a response body, fit to keep: a receiver may echo what it was sent."""
-    body = body[:BODY_KEPT]
-    if body:
-        for word in secret_words(endpoint):
-            body = body.replace(word, b"***")
-    return body
+    """The first bytes of a response body, fit to keep: a receiver may echo what it was sent. Secrets are blanked
+    out before the body is cut, so that none is kept in part where the cut falls inside it."""
+    if not body:
+        return body
+    words = secret_words(endpoint)
+    body = body[: BODY_KEPT + (len(words[0]) if words else 0)]
+    for word in words:
+        body = body.replace(word, b"***")
+    return body[:BODY_KEPT]
 
 
 def cutoff(name: str, value: object) -> float:

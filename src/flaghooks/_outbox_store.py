@@ -36,6 +36,8 @@ from .transports import AttemptResult
 
 __all__ = ["SqliteOutbox", "prune_rows"]
 
+_MOST = 2**63 - 1  # SQLite's largest integer
+_MOVED = 0.001  # seconds a dead letter's updated_at moves on, at least, when it is dead again (records keep µs)
 _BATCH = 500  # rows per statement or transaction in bulk work (replay by ids, prune)
 # A forked child's copies of its parent's connections: never used again, and never closed.
 _inherited: list[sqlite3.Connection] = []
@@ -48,8 +50,9 @@ _KEY = f"INSERT OR IGNORE INTO {ENDPOINTS} (key) VALUES (?)"
 _COLUMNS = "id, event_id, event_type, endpoint, state, attempts, due, last_status, last_error, created_at, updated_at"
 
 
-def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str]) -> int:
-    """Delete ended deliveries (and their attempts) last updated before ``before``, one batch per transaction."""
+def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str], batches: int | None = None) -> int:
+    """Delete ended deliveries (and their attempts) last updated before ``before``, one batch per transaction;
+    at most ``batches`` batches (``None``: until none is left)."""
     marks = ", ".join("?" for _ in states)
     select = f"SELECT seq FROM {DELIVERIES} WHERE {ENDED} AND state IN ({marks}) AND updated_at < ? LIMIT {_BATCH}"
     total = 0
@@ -65,7 +68,9 @@ def prune_rows(conn: sqlite3.Connection, before: float, states: Sequence[str]) -
                 conn.execute("ROLLBACK")
             raise
         total += len(seqs)
-        if len(seqs) < _BATCH:
+        if batches is not None:
+            batches -= 1
+        if len(seqs) < _BATCH or batches == 0:
             return total
 
 
@@ -258,7 +263,7 @@ class SqliteOutbox:
             raise ConfigError(f"limit must be an int >= 1 or None, got {limit!r}")
         sql = f"SELECT {_COLUMNS} FROM {DELIVERIES} WHERE {where} ORDER BY seq DESC"
         if limit is not None:
-            sql += f" LIMIT {limit}"
+            sql += f" LIMIT {min(limit, _MOST)}"  # a larger literal is no integer to SQLite: "datatype mismatch"
         return [record(row) for row in self._read(sql, args)]
 
     @staticmethod
@@ -356,12 +361,17 @@ class SqliteOutbox:
         before = cutoff("older_than", older_than)
         if isinstance(states, str) or not states or any(state not in (DELIVERED, DEAD) for state in states):
             raise ConfigError(f"prune's states must name 'delivered' and/or 'dead', got {states!r}")
-        lock, conn = self._shared()
-        with lock:
-            try:
-                return prune_rows(conn, before, tuple(states))
-            except sqlite3.Error as exc:  # pragma: no cover - as any write: locked or full
-                raise fault(self.path, exc, self._busy_timeout) from None
+        total = 0
+        while True:  # the shared connection is let go between batches: this process's publishers wait for one
+            lock, conn = self._shared()
+            with lock:
+                try:
+                    pruned = prune_rows(conn, before, tuple(states), batches=1)
+                except sqlite3.Error as exc:  # pragma: no cover - as any write: locked or full
+                    raise fault(self.path, exc, self._busy_timeout) from None
+            total += pruned
+            if pruned < _BATCH:
+                return total
 
     def enable(self, key: str | Endpoint) -> bool:
         """Lift the durable disabling of an endpoint (by key or :class:`~flaghooks.Endpoint`) and reset its
@@ -376,7 +386,9 @@ class SqliteOutbox:
     # --- hooks for executors that keep their dead letters here (contrib.celery) -----------------------
 
     def _add_dead(self, delivery: Delivery, history: Sequence[AttemptResult], error: str) -> None:
-        """Store ``delivery`` as dead, with its attempts, unless a delivery with its id is here already."""
+        """Store ``delivery`` as dead, with its attempts. A dead delivery with its id already here is rewritten
+        (the same run repeated after a lost worker writes the same; a replayed one that failed again, its new
+        round) and its ``updated_at`` moves on, so that :meth:`_delete_taken` leaves it alone."""
         now = time.time()
         key = delivery.endpoint.label
         last = history[-1] if history else None
@@ -402,18 +414,23 @@ class SqliteOutbox:
 
         def add(conn: sqlite3.Connection) -> None:
             conn.execute(_KEY, (key,))
-            cursor = conn.execute(
-                f"INSERT OR IGNORE INTO {DELIVERIES} (id, event_id, event_type, endpoint, body, state, attempts, "
+            conn.execute(
+                f"INSERT INTO {DELIVERIES} (id, event_id, event_type, endpoint, body, state, attempts, "
                 "lease, round_at, last_status, last_error, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, 'dead', ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, 'dead', ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET attempts = excluded.attempts, last_status = excluded.last_status, "
+                f"last_error = excluded.last_error, updated_at = max(excluded.updated_at, updated_at + {_MOVED}) "
+                "WHERE state = 'dead'",
                 row,
             )
-            if cursor.rowcount:
-                seq = cursor.lastrowid
+            found = conn.execute(f"SELECT seq FROM {DELIVERIES} WHERE id = ? AND state = 'dead'", (delivery.id,))
+            seq = found.fetchone()
+            if seq is not None:  # pragma: no branch - only a live delivery with that id (not one of ours) stays
+                conn.execute(f"DELETE FROM {ATTEMPTS} WHERE delivery = ?", seq)
                 conn.executemany(
                     f"INSERT INTO {ATTEMPTS} (delivery, number, at, status, error, elapsed, response_body) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(seq, *attempt) for attempt in attempts],
+                    [(seq[0], *attempt) for attempt in attempts],
                 )
 
         self._write(add)
@@ -455,15 +472,38 @@ class SqliteOutbox:
 
         return int(self._write(delete))
 
+    def _delete_taken(self, taken: Sequence[DeliveryRecord]) -> int:
+        """Delete the dead deliveries ``taken`` (records from :meth:`_take_dead`) that are unchanged since: one
+        dead again meanwhile (:meth:`_add_dead` moved its ``updated_at`` on) stays. Returns how many."""
+        rows = [(record.id, record.updated_at.timestamp() + _MOVED / 2) for record in taken]
+
+        def delete(conn: sqlite3.Connection) -> int:
+            total = 0
+            for delivery_id, before in rows:
+                where = "id = ? AND state = 'dead' AND updated_at < ?"
+                conn.execute(
+                    f"DELETE FROM {ATTEMPTS} WHERE delivery IN (SELECT seq FROM {DELIVERIES} WHERE {where})",
+                    (delivery_id, before),
+                )
+                total += conn.execute(f"DELETE FROM {DELIVERIES} WHERE {where}", (delivery_id, before)).rowcount
+            return total
+
+        return int(self._write(delete)) if rows else 0
+
     # --- lifecycle -----------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close this process's shared connection (workers close their own when they stop)."""
+        if self._pid != os.getpid():  # pragma: no cover - runs in forked children (tests/test_outbox_processes.py)
+            # A forked child that never used the outbox: the lock and the connection are its parent's (the lock
+            # may have been held by a thread that does not exist here).
+            _inherited.append(self._db)
+            self._closed = True
+            return
         with self._lock:
             if not self._closed:
                 self._closed = True
-                if self._pid == os.getpid():  # pragma: no branch - a forked child never closes its parent's
-                    self._db.close()
+                self._db.close()
 
     def __enter__(self) -> SqliteOutbox:
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ import attrs
 from .._delivery import Delivery
 from .._endpoints import Endpoint
 from .._events import EventType
+from .._outbox_records import DeliveryRecord
 from .._outbox_store import SqliteOutbox
 from ..exceptions import PayloadError
 from ..transports import AttemptResult
@@ -102,6 +104,8 @@ class Message:
             due = data["due"]
             if due is not None and (isinstance(due, bool) or not isinstance(due, int | float)):
                 raise PayloadError(f"due must be a number or null, got {type(due).__name__}")
+            if due is not None and not math.isfinite(due):  # JSON's Infinity: a wait that never ends, hop by hop
+                raise PayloadError(f"due must be a finite number or null, got {due!r}")
             return cls(
                 delivery_id=_str(data, "delivery_id"),
                 event_id=_str(data, "event_id"),
@@ -158,22 +162,27 @@ def add_dead(store: SqliteOutbox, delivery: Delivery, history: Sequence[AttemptR
 
 def take_dead(
     store: SqliteOutbox, ids: Sequence[str] | None, endpoint: str | None, since: datetime | timedelta | None
-) -> list[Message]:
-    """The dead letters chosen (left in place), each as the message that makes its first attempt again."""
+) -> list[tuple[Message, DeliveryRecord]]:
+    """The dead letters chosen (left in place), each as the message that makes its first attempt again, with its
+    record (for :func:`delete_dead`)."""
     return [
-        Message(
-            delivery_id=record.id,
-            event_id=record.event_id,
-            event_type=str(record.event_type),
-            endpoint=record.endpoint_key,
-            body=body,
-            created_at=record.created_at,
+        (
+            Message(
+                delivery_id=record.id,
+                event_id=record.event_id,
+                event_type=str(record.event_type),
+                endpoint=record.endpoint_key,
+                body=body,
+                created_at=record.created_at,
+            ),
+            record,
         )
         for record, body in store._take_dead(ids, endpoint=endpoint, since=since)
     ]
 
 
-def delete_dead(store: SqliteOutbox, ids: Sequence[str]) -> None:
-    """Forget the dead letters ``ids`` (once they are queued again)."""
-    if ids:
-        store._delete(ids)
+def delete_dead(store: SqliteOutbox, taken: Sequence[DeliveryRecord]) -> None:
+    """Forget the dead letters ``taken`` (once they are queued again), except those that a worker has made dead
+    again meanwhile (a replayed delivery may fail again before this runs)."""
+    if taken:
+        store._delete_taken(taken)

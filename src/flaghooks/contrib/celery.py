@@ -260,11 +260,10 @@ class CeleryDelivery:
             raise ConfigError("CeleryDelivery.replay needs dead_letters= given to register()")
         if isinstance(ids, str):
             raise ConfigError("CeleryDelivery.replay: ids must be a sequence of delivery ids, not one str")
-        messages = take_dead(self._dead, ids, endpoint, since)
-        self._send(messages)
-        queued = [m.delivery_id for m in messages]
-        delete_dead(self._dead, queued)
-        return queued
+        taken = take_dead(self._dead, ids, endpoint, since)
+        self._send([message for message, _ in taken])
+        delete_dead(self._dead, [record for _, record in taken])
+        return [message.delivery_id for message, _ in taken]
 
     def _send(self, messages: Sequence[Message]) -> None:
         if not messages:
