@@ -516,6 +516,32 @@ class TestRunning:
             wait_until(lambda: outbox.get(published.id) is None)
             delivery.close()
 
+    def test_the_workers_prune_a_backlog_in_bounded_turns(self, tmp_path: Path) -> None:
+        """A backlog of delivered deliveries is pruned a few batches per turn of the pump (which also records
+        outcomes and must not let leases run out meanwhile), and the turn says whether more are left."""
+        import sqlite3
+
+        from flaghooks._outbox import _PRUNE_BATCHES
+        from flaghooks._outbox_store import PRUNE_BATCH
+
+        results = Results()
+        backlog = _PRUNE_BATCHES * PRUNE_BATCH + 7
+        outbox = SqliteOutbox(tmp_path / "outbox.db", synchronous="NORMAL", keep_delivered=60)
+        with outbox, hooks(results, transport=Concurrency()) as webhooks:
+            webhooks.subscribe(Endpoint("https://receiver.example/", name="r"), environment=ENV)
+            delivery = OutboxDelivery(webhooks, outbox)
+            for n in range(backlog):
+                delivery.publish(event(n))
+            conn = sqlite3.connect(outbox.path, isolation_level=None)
+            try:
+                conn.execute("UPDATE flaghooks_outbox_deliveries SET state = 'delivered', updated_at = 0")
+                assert delivery._prune(conn) is True
+                assert outbox.counts()["delivered"] == 7
+                assert delivery._prune(conn) is False
+                assert outbox.counts()["delivered"] == 0
+            finally:
+                conn.close()
+
     @pytest.mark.parametrize(
         ("kwargs", "match"),
         [
@@ -621,7 +647,7 @@ class TestMore:
     ) -> None:
         """When the workers' own prune fails, they log it and go on delivering."""
 
-        def broken(*args: Any) -> int:
+        def broken(*args: Any, **kwargs: Any) -> int:
             raise sqlite3.OperationalError("disk I/O error")
 
         monkeypatch.setattr("flaghooks._outbox.prune_rows", broken)

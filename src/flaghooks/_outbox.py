@@ -32,7 +32,7 @@ from ._events import WebhookEvent, audit_log_created, flag_changed, version_publ
 from ._models import AuditLogEntry, FeatureState
 from ._outbox_lease import Claim, Done, Ending, Ledger
 from ._outbox_schema import is_busy
-from ._outbox_store import SqliteOutbox, prune_rows
+from ._outbox_store import PRUNE_BATCH, SqliteOutbox, prune_rows
 from ._retry import classify
 from ._versions import VersionPublished
 from .exceptions import ConfigError
@@ -42,6 +42,7 @@ __all__ = ["OutboxDelivery"]
 logger = logging.getLogger("flaghooks")
 
 _PRUNE_EVERY = 60.0  # seconds between the workers' prunes when the outbox has keep_delivered
+_PRUNE_BATCHES = 4  # batches per turn of the pump: a backlog is pruned over several turns, outcomes between them
 _RUN_TICK = 0.25  # how often run() looks at its stop event while nothing else wakes it
 
 
@@ -341,8 +342,9 @@ class OutboxDelivery:
                     if want and len(claims) == want:
                         continue  # more may be due: claim again as soon as workers free up
                 if outbox.keep_delivered is not None and not stopping and time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + _PRUNE_EVERY
-                    self._prune(conn)
+                    # A bounded turn: the pump also records outcomes, and a long prune would let leases end.
+                    more = self._prune(conn)
+                    next_prune = time.monotonic() + (0.0 if more else _PRUNE_EVERY)
                 wait = self._poll if stop is None else min(self._poll, _RUN_TICK)
                 soonest = ledger.soonest - time.time()
                 if soonest <= 0:
@@ -400,16 +402,19 @@ class OutboxDelivery:
             self._jobs.put(None)
         return released
 
-    def _prune(self, conn: sqlite3.Connection) -> None:
+    def _prune(self, conn: sqlite3.Connection) -> bool:
+        """One bounded turn of pruning delivered deliveries older than ``keep_delivered``; True when more may be
+        left (the pump comes back at once, after recording what came back meanwhile)."""
         keep = self._outbox.keep_delivered
         assert keep is not None
         try:
-            pruned = prune_rows(conn, time.time() - keep, ("delivered",))
+            pruned = prune_rows(conn, time.time() - keep, ("delivered",), batches=_PRUNE_BATCHES)
         except sqlite3.Error as exc:
             logger.warning("outbox %s: pruning delivered deliveries failed: %s", self._outbox.path, exc)
-            return
+            return False
         if pruned:
             logger.info("outbox %s: pruned %d delivered delivery(ies)", self._outbox.path, pruned)
+        return pruned >= _PRUNE_BATCHES * PRUNE_BATCH
 
     def _report(self, endings: list[Ending], health: list[HealthChange]) -> None:
         """Announce health changes and end deliveries, once their transaction committed (callbacks may publish)."""

@@ -34,11 +34,12 @@ from ._outbox_schema import (
 from .exceptions import ConfigError, OutboxError
 from .transports import AttemptResult
 
-__all__ = ["SqliteOutbox", "prune_rows"]
+__all__ = ["PRUNE_BATCH", "SqliteOutbox", "prune_rows"]
 
 _MOST = 2**63 - 1  # SQLite's largest integer
 _MOVED = 0.001  # seconds a dead letter's updated_at moves on, at least, when it is dead again (records keep µs)
 _BATCH = 500  # rows per statement or transaction in bulk work (replay by ids, prune)
+PRUNE_BATCH = _BATCH  # the rows one prune transaction deletes
 # A forked child's copies of its parent's connections: never used again, and never closed.
 _inherited: list[sqlite3.Connection] = []
 
