@@ -19,8 +19,15 @@ TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 
 # Redis gives an unacknowledged message to another worker once visibility_timeout has passed; short here so a
-# killed worker's messages come back within the test (the sweep that brings them back runs every second).
-REDIS_OPTIONS = {"visibility_timeout": 5, "unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+# killed worker's messages come back within the test (the sweep that brings them back runs every second). The
+# sweep holds a lock in Redis for at most unacked_mutex_expire (300 s by default): a worker killed mid-sweep would
+# otherwise hold every redelivery up for five minutes.
+REDIS_OPTIONS = {
+    "visibility_timeout": 5,
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": 3,
+}
 
 
 @contextlib.contextmanager
