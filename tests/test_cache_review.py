@@ -1,0 +1,56 @@
+"""Adversarial checks of the shared flag stores: claims taken over after a lease expired."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flaghooks.cache import FlagCache, RedisFlagStore, SqliteFlagStore
+from services import redis_prefix
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@contextlib.contextmanager
+def _holders(kind: str, tmp_path: Path, leases: list[float]) -> Iterator[list[FlagCache]]:
+    """Caches on one shared store (each a stand-in for another process), one per lease given."""
+    with contextlib.ExitStack() as stack:
+        if kind == "sqlite":
+            stores: list[Any] = [SqliteFlagStore(tmp_path / "claims.db", lease=lease) for lease in leases]
+        else:
+            prefix = stack.enter_context(redis_prefix("flaghooks-review"))
+            stores = [RedisFlagStore(REDIS_URL, prefix=prefix, lease=lease) for lease in leases]
+        caches = [FlagCache(store) for store in stores]
+        for cache in caches:
+            stack.callback(cache.close)
+        yield caches
+
+
+def _claim_after_expiry(cache: FlagCache, event_id: str) -> bool | None:
+    """Claim ``event_id`` once the claim held elsewhere has expired (polling; None if it never does)."""
+    deadline = time.monotonic() + 10
+    claimed = cache.claim(event_id)
+    while claimed is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        claimed = cache.claim(event_id)
+    return claimed
+
+
+@pytest.mark.parametrize("handled", [False, True])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_a_late_release_leaves_the_claim_that_took_over_alone(kind: str, handled: bool, tmp_path: Path) -> None:
+    """A holder slower than its lease: another process claims the event after the lease expired; the slow one's
+    release, when it comes, must not end the new holder's claim (freeing it would let a third process run on_event
+    while the second still does; marking it handled would lose a retry if the second one fails)."""
+    with _holders(kind, tmp_path, [0.2, 60, 60]) as (slow, second, third):
+        assert slow.claim("evt_slow") is True
+        assert _claim_after_expiry(second, "evt_slow") is True
+        slow.release("evt_slow", handled=handled)
+        assert third.claim("evt_slow") is None  # the second still holds it
+        second.release("evt_slow", handled=False)  # the second one failed: the sender's retry runs it
+        assert third.claim("evt_slow") is True
