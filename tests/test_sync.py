@@ -332,3 +332,41 @@ class TestTls:
 
 def document_server_tls(context: ssl.SSLContext) -> HttpServer:
     return HttpServer(answer(Reply(200, body=DOCUMENT)), ssl_context=context)
+
+
+def test_headers_that_trickle_past_the_timeout() -> None:
+    """A server that sends its status line and headers a byte at a time, each byte well within the timeout: the
+    timeout bounds the whole answer, so the client gives up (and hangs up) before the headers are complete."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"p" * 20
+    sent: list[int] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def hung_up(conn: socket.socket) -> bool:
+        try:
+            return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in head:
+                if hung_up(conn):
+                    return
+                conn.sendall(bytes([byte]))
+                sent.append(byte)
+                threading.Event().wait(0.05)
+            conn.sendall(b"\r\nContent-Length: 2\r\n\r\n{}")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(FetchError, match=r"(no answer within|took over) 0\.3 s"):
+            fetch_environment_document(f"http://127.0.0.1:{listener.getsockname()[1]}/api/v1/", KEY, timeout=0.3)
+        thread.join(30)
+    finally:
+        listener.close()
+    assert len(sent) < len(head)  # the client hung up before the headers were complete
