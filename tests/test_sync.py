@@ -187,6 +187,16 @@ class TestAnswers:
             assert len(server.received) == 1
         assert caught.value.status == 301
 
+    def test_a_redirect_quoting_the_key_does_not_show_it(self) -> None:
+        """A Location that carries the key (a proxy adding it as a query parameter, say) is named without it."""
+        location = f"https://elsewhere.example/api/v1/?key={KEY}"
+        with (
+            HttpServer(answer(Reply(302, {"Location": location}))) as server,
+            pytest.raises(FetchError, match="redirected") as caught,
+        ):
+            fetch_environment_document(server.url("/api/v1/"), KEY)
+        assert KEY not in str(caught.value) and "key=***" in str(caught.value)
+
     def test_a_redirect_without_location(self) -> None:
         """A 3xx without Location still says it was a redirect."""
         with HttpServer(answer(Reply(307))) as server, pytest.raises(FetchError, match="redirected \\(307\\)"):

@@ -261,7 +261,9 @@ def _read(
         with contextlib.suppress(urllib3.exceptions.HTTPError, OSError, http.client.HTTPException):
             snippet = response.read1(200)
         detail = snippet.decode("utf-8", "replace").replace(key, "***").strip()
-        raise FetchError(_status_message(status, url, response.headers.get("Location")) + _detail(detail), status)
+        location = response.headers.get("Location")
+        location = None if location is None else location.replace(key, "***")
+        raise FetchError(_status_message(status, url, location) + _detail(detail), status)
     length = response.headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise FetchError(f"{url}: the document is {int(length):,} bytes, over the cap of {max_bytes:,} (max_bytes)")
