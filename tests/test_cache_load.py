@@ -4,7 +4,7 @@ store, and converges with web hooks in any order."""
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -168,6 +168,17 @@ class TestRefusals:
         """A naive datetime, a string or a number is not a time the cache can order: ConfigError."""
         with pytest.raises(ConfigError, match="as_of must be a timezone-aware datetime"):
             FlagCache().load_environment_document(small_document(), as_of=as_of)
+
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_as_of_out_of_range_in_utc(self, kind: str) -> None:
+        """An ``as_of`` whose offset moves it before the year 1 in UTC is refused alike by every store (a
+        ConfigError, nothing loaded), not loaded by one and an OverflowError in another."""
+        as_of = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+        with caches(kind) as make:
+            cache = make()
+            with pytest.raises(ConfigError, match="as_of"):
+                cache.load_environment_document(small_document(), as_of=as_of)
+            assert len(cache) == 0
 
     def test_a_bad_document_is_a_payload_error_with_its_path(self) -> None:
         """The parser's PayloadError reaches the caller, and the cache is left as it was."""
