@@ -101,6 +101,18 @@ class TestLoading:
             assert cache.apply(hook(3, "legacy", "back", AS_OF + timedelta(minutes=1), "e6"))
             assert cache.value(10, "legacy") == "back"
 
+    def test_the_count_includes_the_targets_of_features_the_document_lacks(self, kind: str) -> None:
+        """The count a load returns includes what it removes of a feature the document lacks: legacy's default
+        and bob's override of it (2), beside the document's own 4 targets, on every store alike."""
+        with caches(kind) as make:
+            cache = make()
+            before = AS_OF - timedelta(hours=1)
+            cache.apply(hook(3, "legacy", "old", before, "e1"))
+            cache.apply(hook(3, "legacy", "bob's", before, "e2", identity=_bob()))
+            assert len(cache) == 2
+            assert cache.load_environment_document(small_document()) == 4 + 2
+            assert len(cache) == 4
+
     def test_as_of_overrides_updated_at(self, kind: str) -> None:
         """``as_of`` dates the document instead of its ``updated_at``: a web hook between the two times wins or
         loses accordingly."""

@@ -382,6 +382,7 @@ def _record_of(held: dict[str, bytes], name: str, key: tuple[str, str]) -> Recor
         at = value.index(b"\n")
         k, state = _split(value[:at].decode()), value[at + 1 :] or None
         entry = (k[0], k[1], state)
+        record.live += state is not None  # what the rules count a deletion's removals from
         rank, where = target_of(field[2:])
         if rank == 0:
             record.default = entry
