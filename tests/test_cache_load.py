@@ -113,6 +113,21 @@ class TestLoading:
             assert cache.load_environment_document(small_document()) == 4 + 2
             assert len(cache) == 4
 
+    def test_a_second_document_of_the_same_time_removes_nothing_of_the_first(self, kind: str) -> None:
+        """Only what is older than ``(as_of, "")`` is removed: the targets a document of the same time loaded are
+        not older, so a second document with that ``updated_at`` keeps them on every store alike (SQLite and the
+        Redis script compare strictly; memory once dropped them when nothing newer had arrived)."""
+        first = small_document()
+        second = small_document(
+            states=[doc_state(1, "banner", True, "second", seed=1)], segments=[], identity_overrides=[]
+        )
+        with caches(kind) as make:
+            cache = make()
+            assert cache.load_environment_document(first) == 4
+            assert cache.load_environment_document(second) == 0
+            assert cache.value(10, "banner") == "doc" and cache.get(10, "search") is not None and len(cache) == 4
+            assert cache.value(10, "banner", identity="alice") == "alice"
+
     def test_as_of_overrides_updated_at(self, kind: str) -> None:
         """``as_of`` dates the document instead of its ``updated_at``: a web hook between the two times wins or
         loses accordingly."""
