@@ -1,12 +1,13 @@
-"""Adversarial checks of the shared flag stores: claims taken over after a lease expired."""
+"""Claims on the shared stores taken over after a lease expired: a late release ends only its own claim."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -14,6 +15,7 @@ from flaghooks.cache import FlagCache, RedisFlagStore, SqliteFlagStore
 from services import redis_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -54,3 +56,40 @@ def test_a_late_release_leaves_the_claim_that_took_over_alone(kind: str, handled
         assert third.claim("evt_slow") is None  # the second still holds it
         second.release("evt_slow", handled=False)  # the second one failed: the sender's retry runs it
         assert third.claim("evt_slow") is True
+
+
+def _in_thread(call: Callable[[], T]) -> T:
+    """``call``'s result, called in a thread of its own (a request of a gthread worker, say)."""
+    results: list[T] = []
+    thread = threading.Thread(target=lambda: results.append(call()))
+    thread.start()
+    thread.join()
+    return results[0]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_a_late_release_in_one_process_leaves_the_new_claim_alone(kind: str, tmp_path: Path) -> None:
+    """The same within one process (one store object, threads of one worker): a request slower than the lease
+    releases after a retry's request claimed the event again; the slow one's release must not end the retry's
+    claim, whose own release then works."""
+    with _holders(kind, tmp_path, [1.0]) as (cache,):
+        assert cache.claim("evt_slow") is True  # the slow request's thread (this one)
+        retried = _in_thread(lambda: _claim_after_expiry(cache, "evt_slow"))
+        assert retried is True
+        cache.release("evt_slow", handled=False)  # the slow request fails, late
+        assert _in_thread(lambda: cache.claim("evt_slow")) is None  # the retry's claim still holds...
+        # ... until its lease ends (1 s here); the retry's request is done in time and releases it:
+        _in_thread(lambda: cache.release("evt_slow", handled=True))
+        assert cache.claim("evt_slow") is False
+
+
+def test_a_release_from_another_thread_ends_the_only_claim(tmp_path: Path) -> None:
+    """Claim and release may come from different threads (claimed in one worker thread, released in another):
+    with one claim of the id held, that release ends it."""
+    cache = FlagCache(SqliteFlagStore(tmp_path / "threads.db"))
+    try:
+        assert cache.claim("evt_1") is True
+        _in_thread(lambda: cache.release("evt_1", handled=True))
+        assert cache.claim("evt_1") is False
+    finally:
+        cache.close()

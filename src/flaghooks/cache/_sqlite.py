@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Hashable
 from datetime import datetime
@@ -17,7 +16,7 @@ from ..exceptions import ConfigError
 from ._codec import decode_state, encode_state
 from ._rules import UNCHANGED, UPDATED, Record, load, settle, time_text
 from ._sqlite_file import SqliteFile
-from ._store import Entry, FlagStore, Loaded, target_of, target_text
+from ._store import Entry, FlagStore, HeldClaims, Loaded, target_of, target_text
 
 __all__ = ["SqliteFlagStore"]
 
@@ -131,8 +130,7 @@ class SqliteFlagStore(FlagStore):
         self._file = SqliteFile(self._path, self._synchronous, self._timeout, self._MEMO_SIZE)
         # The claims this store holds: event id -> the claim's expiry, which tells it apart from a claim another
         # process took over once this one's lease expired (a release only ends the claim it made).
-        self._held: dict[str, float] = {}
-        self._held_lock = threading.Lock()
+        self._held = HeldClaims()
 
     def __repr__(self) -> str:
         return f"SqliteFlagStore({str(self._path)!r}, synchronous={self._synchronous!r})"
@@ -315,13 +313,11 @@ class SqliteFlagStore(FlagStore):
         claimed = self._file.write(work)
         if claimed is None or claimed is False:
             return claimed
-        with self._held_lock:
-            self._held[event_id] = claimed
+        self._held.add(event_id, claimed)
         return True
 
     def release(self, event_id: str, handled: bool) -> None:
-        with self._held_lock:
-            until = self._held.pop(event_id, None)
+        until = self._held.pop(event_id)
         if until is None:
             return  # not claimed here: left alone
 
