@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,3 +94,30 @@ def test_a_release_from_another_thread_ends_the_only_claim(tmp_path: Path) -> No
         assert cache.claim("evt_1") is False
     finally:
         cache.close()
+
+
+def test_a_release_from_a_third_thread_ends_neither_of_two_claims(tmp_path: Path) -> None:
+    """Two threads of one store hold claims of one id (the first one's lease expired): a release from a thread that
+    made neither cannot tell which to end, so it ends none."""
+    with _holders("sqlite", tmp_path, [0.2]) as (cache,):
+        assert cache.claim("evt_2") is True
+        claimed: list[bool | None] = []
+        done = threading.Event()
+
+        def second() -> None:  # alive until the end: a thread's id is reused only once the thread is gone
+            claimed.append(_claim_after_expiry(cache, "evt_2"))
+            done.wait(30)
+
+        holder = threading.Thread(target=second)
+        holder.start()
+        try:
+            while not claimed:
+                time.sleep(0.01)
+            assert claimed == [True]
+            _in_thread(lambda: cache.release("evt_2", handled=True))
+        finally:
+            done.set()
+            holder.join()
+        with contextlib.closing(sqlite3.connect(tmp_path / "claims.db")) as conn:
+            rows = conn.execute("SELECT until IS NOT NULL, done_seq FROM claims WHERE event_id = 'evt_2'").fetchall()
+        assert rows == [(1, None)]  # the second claim: neither handled nor freed
