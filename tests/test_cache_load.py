@@ -4,7 +4,7 @@ store, and converges with web hooks in any order."""
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -101,6 +101,33 @@ class TestLoading:
             assert cache.apply(hook(3, "legacy", "back", AS_OF + timedelta(minutes=1), "e6"))
             assert cache.value(10, "legacy") == "back"
 
+    def test_the_count_includes_the_targets_of_features_the_document_lacks(self, kind: str) -> None:
+        """The count a load returns includes what it removes of a feature the document lacks: legacy's default
+        and bob's override of it (2), beside the document's own 4 targets, on every store alike."""
+        with caches(kind) as make:
+            cache = make()
+            before = AS_OF - timedelta(hours=1)
+            cache.apply(hook(3, "legacy", "old", before, "e1"))
+            cache.apply(hook(3, "legacy", "bob's", before, "e2", identity=_bob()))
+            assert len(cache) == 2
+            assert cache.load_environment_document(small_document()) == 4 + 2
+            assert len(cache) == 4
+
+    def test_a_second_document_of_the_same_time_removes_nothing_of_the_first(self, kind: str) -> None:
+        """Only what is older than ``(as_of, "")`` is removed: the targets a document of the same time loaded are
+        not older, so a second document with that ``updated_at`` keeps them on every store alike (SQLite and the
+        Redis script compare strictly; memory once dropped them when nothing newer had arrived)."""
+        first = small_document()
+        second = small_document(
+            states=[doc_state(1, "banner", True, "second", seed=1)], segments=[], identity_overrides=[]
+        )
+        with caches(kind) as make:
+            cache = make()
+            assert cache.load_environment_document(first) == 4
+            assert cache.load_environment_document(second) == 0
+            assert cache.value(10, "banner") == "doc" and cache.get(10, "search") is not None and len(cache) == 4
+            assert cache.value(10, "banner", identity="alice") == "alice"
+
     def test_as_of_overrides_updated_at(self, kind: str) -> None:
         """``as_of`` dates the document instead of its ``updated_at``: a web hook between the two times wins or
         loses accordingly."""
@@ -168,6 +195,17 @@ class TestRefusals:
         """A naive datetime, a string or a number is not a time the cache can order: ConfigError."""
         with pytest.raises(ConfigError, match="as_of must be a timezone-aware datetime"):
             FlagCache().load_environment_document(small_document(), as_of=as_of)
+
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_as_of_out_of_range_in_utc(self, kind: str) -> None:
+        """An ``as_of`` whose offset moves it before the year 1 in UTC is refused alike by every store (a
+        ConfigError, nothing loaded), not loaded by one and an OverflowError in another."""
+        as_of = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+        with caches(kind) as make:
+            cache = make()
+            with pytest.raises(ConfigError, match="as_of"):
+                cache.load_environment_document(small_document(), as_of=as_of)
+            assert len(cache) == 0
 
     def test_a_bad_document_is_a_payload_error_with_its_path(self) -> None:
         """The parser's PayloadError reaches the caller, and the cache is left as it was."""

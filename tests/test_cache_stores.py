@@ -172,13 +172,14 @@ class TestSqliteFile:
         cache = FlagCache(SqliteFlagStore(db, timeout=0.1))
         try:
             cache.apply(updated(state(value="before"), 1, "e1"))
+            assert cache.claim("e3") is True  # released while locked below
             with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as other:
                 other.execute("BEGIN IMMEDIATE")
                 event = updated(state(value="after", identity=ALICE), 2, "e2")
                 for call in (
                     lambda: cache.apply(event),
                     lambda: cache.claim("e2"),
-                    lambda: cache.release("e2", handled=True),
+                    lambda: cache.release("e3", handled=True),
                 ):
                     with pytest.raises(StoreError) as caught:
                         call()

@@ -233,6 +233,16 @@ class TestUpdatedAt:
             parse_environment_document(raw)
         assert caught.value.path == "updated_at"
 
+    @pytest.mark.parametrize("text", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+    def test_a_time_out_of_range_in_utc(self, text: str) -> None:
+        """A valid ISO-8601 time whose offset moves it out of the years 1 to 9999 in UTC is a PayloadError at
+        updated_at, not an OverflowError."""
+        raw = small()
+        raw["updated_at"] = text
+        with pytest.raises(PayloadError, match="out of the range") as caught:
+            parse_environment_document(raw)
+        assert caught.value.path == "updated_at"
+
 
 def _set(doc: dict[str, Any], path: list[Any], value: Any) -> None:
     target = doc

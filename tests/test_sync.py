@@ -4,6 +4,7 @@ refuses before sending, and a clear error for every way the API can fail."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import threading
@@ -187,6 +188,16 @@ class TestAnswers:
             assert len(server.received) == 1
         assert caught.value.status == 301
 
+    def test_a_redirect_quoting_the_key_does_not_show_it(self) -> None:
+        """A Location that carries the key (a proxy adding it as a query parameter, say) is named without it."""
+        location = f"https://elsewhere.example/api/v1/?key={KEY}"
+        with (
+            HttpServer(answer(Reply(302, {"Location": location}))) as server,
+            pytest.raises(FetchError, match="redirected") as caught,
+        ):
+            fetch_environment_document(server.url("/api/v1/"), KEY)
+        assert KEY not in str(caught.value) and "key=***" in str(caught.value)
+
     def test_a_redirect_without_location(self) -> None:
         """A 3xx without Location still says it was a redirect."""
         with HttpServer(answer(Reply(307))) as server, pytest.raises(FetchError, match="redirected \\(307\\)"):
@@ -332,3 +343,46 @@ class TestTls:
 
 def document_server_tls(context: ssl.SSLContext) -> HttpServer:
     return HttpServer(answer(Reply(200, body=DOCUMENT)), ssl_context=context)
+
+
+@pytest.mark.parametrize(
+    ("delay", "reason"),
+    [(0.05, "the document took over 0.3 s to arrive"), (0.2, "no answer within 0.3 s")],
+)
+def test_headers_that_trickle_past_the_timeout(delay: float, reason: str) -> None:
+    """A server that sends its status line and headers a byte at a time, each byte well within the timeout: the
+    timeout bounds the whole answer, so the client gives up (and hangs up) before the headers are complete: cut off
+    in the headers (the answer then looks complete but is not) or in the status line (no answer)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"p" * 20
+    sent: list[int] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def hung_up(conn: socket.socket) -> bool:
+        try:
+            return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in head:
+                if hung_up(conn):
+                    return
+                conn.sendall(bytes([byte]))
+                sent.append(byte)
+                threading.Event().wait(delay)
+            conn.sendall(b"\r\nContent-Length: 2\r\n\r\n{}")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(FetchError, match=re.escape(reason)):
+            fetch_environment_document(f"http://127.0.0.1:{listener.getsockname()[1]}/api/v1/", KEY, timeout=0.3)
+        thread.join(30)
+    finally:
+        listener.close()
+    assert len(sent) < len(head)  # the client hung up before the headers were complete

@@ -161,11 +161,13 @@ def _updated_at(value: Any) -> datetime | None:
     except PayloadError:
         try:
             parsed = datetime.fromisoformat(text)
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
         except ValueError:
             raise PayloadError(
                 f"expected an ISO-8601 datetime such as '2024-06-01T12:00:00.000Z', got {_got(text)}"
             ) from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:  # an offset that moves the time out of the years 1 to 9999 in UTC
+            raise PayloadError(f"{_got(text)} is out of the range of datetimes in UTC") from None
 
 
 def _organisation(value: Any) -> int | None:

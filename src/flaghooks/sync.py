@@ -20,6 +20,8 @@ import http.client
 import ipaddress
 import json
 import math
+import socket
+import threading
 import time
 import urllib.parse
 from typing import Any
@@ -135,7 +137,8 @@ def fetch_environment_document(
     trailing slash does not matter. It must be https, except for a loopback host (``localhost``, ``127.0.0.1``,
     ``::1``). ``server_key`` is the environment's server-side key (``ser.…``); anything else is refused before a
     request is sent. ``timeout`` (seconds) bounds connecting, each wait for data, and the whole download (checked
-    as data arrives); ``max_bytes`` caps the body (:data:`DEFAULT_MAX_BYTES`). TLS is verified against the
+    as data arrives); an answer still incomplete twice ``timeout`` after the request began (headers sent a byte at
+    a time, say) is abandoned; ``max_bytes`` caps the body (:data:`DEFAULT_MAX_BYTES`). TLS is verified against the
     system's trust store, or the PEM bundle ``ca_certs``. Redirects are not followed.
 
     Returns the parsed JSON object, for :meth:`FlagCache.load_environment_document
@@ -158,7 +161,8 @@ def fetch_environment_document(
         "Accept-Encoding": "identity",
         "User-Agent": f"flaghooks/{VERSION}",
     }
-    with urllib3.PoolManager(num_pools=1, ca_certs=ca_certs) as pool:
+    with urllib3.PoolManager(num_pools=1, ca_certs=ca_certs) as pool, _Watchdog(2 * timeout) as watchdog:
+        watchdog.watch_pool(pool.connection_from_url(url))
         try:
             response = pool.request(
                 "GET",
@@ -176,13 +180,70 @@ def fetch_environment_document(
         except urllib3.exceptions.TimeoutError:
             raise FetchError(f"{url}: no answer within {timeout:g} s") from None
         except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+            if watchdog.expired:  # an answer (its headers) arriving slower than the timeout, cut off
+                raise FetchError(f"{url}: no answer within {timeout:g} s") from None
             raise FetchError(f"{url}: cannot reach the API: {_reason(exc, key)}") from None
         try:
             body = _read(response, url, timeout, deadline, max_bytes, key)
+            if watchdog.expired:  # the socket was shut down at the deadline: what was read may be cut short
+                raise FetchError(f"{url}: the document took over {timeout:g} s to arrive")
+        except FetchError:
+            if watchdog.expired:
+                raise FetchError(f"{url}: the document took over {timeout:g} s to arrive") from None
+            raise
         finally:
             response.close()
             response.release_conn()
     return _parse(body, url)
+
+
+class _Watchdog:
+    """Shuts the request's connection down once ``timeout`` has passed since the request began: the backstop for
+    what socket timeouts (each wait for data) and the download's deadline (checked as the body arrives) miss, such as
+    a server that sends its status line and headers a byte at a time."""
+
+    def __init__(self, timeout: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(timeout, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    def watch_pool(self, pool: Any) -> None:
+        """Have ``pool``'s connections report their sockets to this watchdog as they connect."""
+        watchdog = self
+
+        class Watched(pool.ConnectionCls):  # type: ignore[misc]
+            def connect(self) -> None:
+                super().connect()
+                watchdog._watch(self.sock)
+
+        pool.ConnectionCls = Watched
+
+    def _watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:  # connected (a TLS handshake) after the deadline
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut a (TLS) socket down at the file-descriptor level: a read blocked on it in another thread returns."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _reason(exc: BaseException, key: str) -> str:
@@ -200,7 +261,9 @@ def _read(
         with contextlib.suppress(urllib3.exceptions.HTTPError, OSError, http.client.HTTPException):
             snippet = response.read1(200)
         detail = snippet.decode("utf-8", "replace").replace(key, "***").strip()
-        raise FetchError(_status_message(status, url, response.headers.get("Location")) + _detail(detail), status)
+        location = response.headers.get("Location")
+        location = None if location is None else location.replace(key, "***")
+        raise FetchError(_status_message(status, url, location) + _detail(detail), status)
     length = response.headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise FetchError(f"{url}: the document is {int(length):,} bytes, over the cap of {max_bytes:,} (max_bytes)")

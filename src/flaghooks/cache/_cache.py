@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .._document import parse_environment_document
@@ -141,6 +141,11 @@ class FlagCache:
         """
         if as_of is not None and (not isinstance(as_of, datetime) or as_of.utcoffset() is None):
             raise ConfigError(f"as_of must be a timezone-aware datetime, got {as_of!r}")
+        if as_of is not None:
+            try:
+                as_of = as_of.astimezone(UTC)  # as every store keeps it
+            except OverflowError:
+                raise ConfigError(f"as_of {as_of.isoformat()} is out of the range of datetimes in UTC") from None
         parsed = parse_environment_document(document)
         when = as_of if as_of is not None else parsed.updated_at
         if when is None:

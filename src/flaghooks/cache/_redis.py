@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime
@@ -13,7 +12,7 @@ from ..exceptions import ConfigError, StoreError
 from ._codec import decode_state, encode_state
 from ._redis_lua import APPLY, RELEASE
 from ._rules import Record, load, settle, time_text
-from ._store import Entry, FlagStore, Loaded, target_of, target_text
+from ._store import Entry, FlagStore, HeldClaims, Loaded, target_of, target_text
 
 __all__ = ["RedisFlagStore"]
 
@@ -85,8 +84,7 @@ class RedisFlagStore(FlagStore):
         self._remembered = int(remembered)
         self._apply = self._client.register_script(APPLY)
         self._release = self._client.register_script(RELEASE)
-        self._tokens: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._held = HeldClaims()
         self._checked = False
 
     def __repr__(self) -> str:
@@ -267,16 +265,14 @@ class RedisFlagStore(FlagStore):
 
         def work() -> bool | None:
             if self._client.set(key, token, nx=True, px=self._lease_ms):
-                with self._lock:
-                    self._tokens[event_id] = token
+                self._held.add(event_id, token)
                 return True
             return False if self._client.get(key) == b"done" else None
 
         return self._call(work)
 
     def release(self, event_id: str, handled: bool) -> None:
-        with self._lock:
-            token = self._tokens.pop(event_id, None)
+        token = self._held.pop(event_id)
         if token is None:
             return
         key = f"{self._prefix}claim:{event_id}"
@@ -382,6 +378,7 @@ def _record_of(held: dict[str, bytes], name: str, key: tuple[str, str]) -> Recor
         at = value.index(b"\n")
         k, state = _split(value[:at].decode()), value[at + 1 :] or None
         entry = (k[0], k[1], state)
+        record.live += state is not None  # what the rules count a deletion's removals from
         rank, where = target_of(field[2:])
         if rank == 0:
             record.default = entry

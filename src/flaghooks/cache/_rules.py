@@ -109,7 +109,9 @@ class Record:
     def drop_older(self, key: tuple[Any, str]) -> int:
         """Remove every entry older than ``key``, dead or alive; how many held a state."""
         before = self.live
-        if self.newest <= key:  # the common case, nothing newer arrived first: no need to look at each
+        # The common case, nothing newer arrived first: no need to look at each. An entry can have the key itself
+        # only when it is a load's (event id ""): a second document of the same time keeps the first's targets.
+        if self.newest < key or (self.newest == key and key[1] != ""):
             self.default = None
             self.segments = {}
             self.identities = {}

@@ -16,7 +16,7 @@ from ..exceptions import ConfigError
 from ._codec import decode_state, encode_state
 from ._rules import UNCHANGED, UPDATED, Record, load, settle, time_text
 from ._sqlite_file import SqliteFile
-from ._store import Entry, FlagStore, Loaded, target_of, target_text
+from ._store import Entry, FlagStore, HeldClaims, Loaded, target_of, target_text
 
 __all__ = ["SqliteFlagStore"]
 
@@ -128,6 +128,9 @@ class SqliteFlagStore(FlagStore):
         self._lease = float(lease)
         self._remembered = int(remembered)
         self._file = SqliteFile(self._path, self._synchronous, self._timeout, self._MEMO_SIZE)
+        # The claims this store holds: event id -> the claim's expiry, which tells it apart from a claim another
+        # process took over once this one's lease expired (a release only ends the claim it made).
+        self._held = HeldClaims()
 
     def __repr__(self) -> str:
         return f"SqliteFlagStore({str(self._path)!r}, synchronous={self._synchronous!r})"
@@ -293,7 +296,7 @@ class SqliteFlagStore(FlagStore):
     # --- claims -------------------------------------------------------------------------------------------
 
     def claim(self, event_id: str) -> bool | None:
-        def work(conn: sqlite3.Connection) -> bool | None:
+        def work(conn: sqlite3.Connection) -> float | bool | None:
             now = time.time()
             row = conn.execute("SELECT until, done_seq FROM claims WHERE event_id = ?", (event_id,)).fetchone()
             if row is not None:
@@ -301,22 +304,37 @@ class SqliteFlagStore(FlagStore):
                     return False
                 if row[0] > now:
                     return None
+            until = now + self._lease
             conn.execute(
-                "INSERT OR REPLACE INTO claims (event_id, until, done_seq) VALUES (?, ?, NULL)",
-                (event_id, now + self._lease),
+                "INSERT OR REPLACE INTO claims (event_id, until, done_seq) VALUES (?, ?, NULL)", (event_id, until)
             )
-            return True
+            return until
 
-        return self._file.write(work)
+        claimed = self._file.write(work)
+        if claimed is None or claimed is False:
+            return claimed
+        self._held.add(event_id, claimed)
+        return True
 
     def release(self, event_id: str, handled: bool) -> None:
+        until = self._held.pop(event_id)
+        if until is None:
+            return  # not claimed here: left alone
+
         def work(conn: sqlite3.Connection) -> None:
+            # Only the claim this store made (its expiry is its token): once its lease expired, another process
+            # may hold the event now, and that claim is not this one's to end.
             if not handled:
-                conn.execute("DELETE FROM claims WHERE event_id = ? AND done_seq IS NULL", (event_id,))
+                conn.execute(
+                    "DELETE FROM claims WHERE event_id = ? AND until = ? AND done_seq IS NULL", (event_id, until)
+                )
                 return
             (top,) = conn.execute("SELECT coalesce(max(done_seq), 0) + 1 FROM claims").fetchone()
-            conn.execute("UPDATE claims SET until = NULL, done_seq = ? WHERE event_id = ?", (top, event_id))
-            if top > self._remembered:
+            marked = conn.execute(
+                "UPDATE claims SET until = NULL, done_seq = ? WHERE event_id = ? AND until = ? AND done_seq IS NULL",
+                (top, event_id, until),
+            )
+            if marked.rowcount and top > self._remembered:
                 conn.execute("DELETE FROM claims WHERE done_seq <= ?", (top - self._remembered,))
 
         self._file.write(work)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Hashable, Mapping
 from datetime import datetime
 
 from .._models import FeatureState
 
-__all__ = ["Entry", "FlagStore", "Loaded", "target_of", "target_text"]
+__all__ = ["Entry", "FlagStore", "HeldClaims", "Loaded", "target_of", "target_text"]
 
 # What a store lists: (environment id, feature id, scope rank (0 default, 1 segment, 2 identity), target, state);
 # the target is None for the default, a segment key (("segment", id) or ("feature_segment", id)) or an identifier.
@@ -92,3 +93,36 @@ def target_of(text: str) -> tuple[int, Hashable]:
     if kind == "i":
         return 2, rest
     return 1, ("segment" if kind == "s" else "feature_segment", int(rest))
+
+
+class HeldClaims:
+    """The tokens of the claims one store object holds, so that a release ends only the claim its caller made.
+
+    A claim is held by the thread that made it (a receiver claims, applies and releases in one thread): once a slow
+    holder's lease expired, another thread of the same process may claim the event again, and the slow one's
+    release must not end that claim. A release from a thread that made no claim of the id ends the claim only when
+    it is the only one this store object holds of that id (claim and release called from different threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, dict[int, object]] = {}
+
+    def add(self, event_id: str, token: object) -> None:
+        with self._lock:
+            self._tokens.setdefault(event_id, {})[threading.get_ident()] = token
+
+    def pop(self, event_id: str) -> object | None:
+        """The token of the claim a release by this thread ends; None when there is none to end."""
+        with self._lock:
+            holders = self._tokens.get(event_id)
+            if not holders:
+                return None
+            thread = threading.get_ident()
+            if thread not in holders:
+                if len(holders) != 1:
+                    return None
+                thread = next(iter(holders))
+            token = holders.pop(thread)
+            if not holders:
+                del self._tokens[event_id]
+            return token
