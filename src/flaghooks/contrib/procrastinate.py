@@ -22,8 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
-import procrastinate
-from procrastinate.jobs import Job
+
+try:
+    import procrastinate
+    from procrastinate.jobs import Job
+except ImportError as exc:  # pragma: no cover - the extra is installed wherever the tests run
+    raise ImportError(
+        "flaghooks.contrib.procrastinate needs procrastinate: pip install 'flaghooks[procrastinate]'"
+    ) from exc
 
 from .._breaker import Breaker, HealthChange, seconds
 from .._delivery import Delivery
