@@ -315,11 +315,14 @@ def cut_off_server() -> Iterator[int]:
     sock.close()
 
 
-class TestTls:
-    @pytest.fixture(scope="class")
-    def ca(self) -> trustme.CA:
-        return trustme.CA()
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """One throwaway CA for the TLS tests (a module-level fixture: pytest 9.1 deprecates class-scoped fixtures
+    defined as methods, and warnings are errors here)."""
+    return trustme.CA()
 
+
+class TestTls:
     def test_https_verified_with_the_given_ca(self, ca: trustme.CA, tmp_path: Path) -> None:
         """https to a server whose certificate the given CA bundle trusts."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
